@@ -1,0 +1,35 @@
+"""Job status, cancellation, and a job's events as SSE (replay from any point, then live)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, request
+
+from api.services import services
+from api.sse import event, sse_response
+from maoocr.errors import InvalidRequest
+
+bp = Blueprint("jobs", __name__)
+
+
+@bp.get("/v1/jobs/<job_id>")
+def get_job(job_id: str):
+    return services().jobs.get(job_id).model_dump()
+
+
+@bp.delete("/v1/jobs/<job_id>")
+def cancel_job(job_id: str):
+    svc = services()
+    return svc.jobs.cancel(job_id, svc.streams).model_dump()
+
+
+@bp.get("/v1/jobs/<job_id>/events")
+def job_events(job_id: str):
+    svc = services()
+    svc.jobs.get(job_id)  # 404 before a stream starts
+    after = request.headers.get("Last-Event-ID", request.args.get("after", "-1"))
+    try:
+        after_seq = int(after)
+    except ValueError:
+        raise InvalidRequest(f"Last-Event-ID / after must be an integer seq, got {after!r}") from None
+    chunks = svc.follow(job_id, after_seq)
+    return sse_response(event(c.model_dump_json(), event_id=c.seq, name=c.event) for c in chunks)

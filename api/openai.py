@@ -1,0 +1,115 @@
+"""OpenAI-compatible endpoints, served through the job queue: chat and text completions (plain and SSE), models."""
+
+from __future__ import annotations
+
+import json
+from typing import Callable, Iterator
+
+from flask import Blueprint
+
+from api.requests import parse_body
+from api.services import services
+from api.sse import event, sse_response
+from maoocr.errors import error_from_dict
+from maoocr.heartbeats import live_workers
+from maoocr.protocol.generation import StreamChunk
+from maoocr.protocol.openai import (AssistantMessage, ChatChoice, ChatChunkChoice, ChatCompletion,
+                                    ChatCompletionChunk, ChatCompletionRequest, Completion, CompletionChoice,
+                                    CompletionChunk, CompletionRequest, DeltaMessage, ModelCard, ModelList)
+
+bp = Blueprint("openai", __name__)
+
+DEFAULT_MAX_TOKENS = 256
+
+
+@bp.post("/v1/chat/completions")
+def chat_completions():
+    req = parse_body(ChatCompletionRequest)
+    return _serve(req, "chatcmpl-", _chat_full, _chat_chunk, ChatCompletionChunk)
+
+
+@bp.post("/v1/completions")
+def completions():
+    req = parse_body(CompletionRequest)
+    return _serve(req, "cmpl-", _completion_full, _completion_chunk, CompletionChunk)
+
+
+@bp.get("/v1/models")
+def models():
+    settings = services().settings
+    serving: dict[str, int] = {}
+    for worker in live_workers(services().jobs.redis):
+        serving[worker.get("model", "")] = serving.get(worker.get("model", ""), 0) + 1
+    cards = [ModelCard(id=name, max_model_len=cfg.max_model_len, model_type=cfg.model_type,
+                       workers=serving.get(name, 0)) for name, cfg in settings.models.models.items()]
+    return ModelList(data=cards).model_dump()
+
+
+def _serve(req, id_prefix: str, full: Callable, chunk_choice: Callable, chunk_cls):
+    svc = services()
+    params = req.to_params(svc.settings.default_model, DEFAULT_MAX_TOKENS)
+    record = svc.submit_generation(params)
+    response_id = id_prefix + record.id
+    if not req.stream:
+        return full(response_id, svc.wait_generation(record.id)).model_dump()
+
+    chunks = svc.follow(record.id)
+    first = next(chunks)
+    if first.finished and first.error:
+        # Failed before any token (e.g. the prompt is too long): answer with a real HTTP error, not a 200 stream.
+        raise error_from_dict(first.error)
+    return sse_response(_openai_events(_prepend(first, chunks), response_id, params.model, params.n,
+                                       req.include_usage, chunk_choice, chunk_cls))
+
+
+def _openai_events(chunks: Iterator[StreamChunk], response_id: str, model: str, n: int, include_usage: bool,
+                   chunk_choice: Callable, chunk_cls) -> Iterator[str]:
+    started: set[int] = set()
+    finished: set[int] = set()
+    for chunk in chunks:
+        if chunk.event == "end":
+            if chunk.error:
+                yield event(json.dumps({"error": chunk.error}))
+                break
+            for index in range(n):  # choices cut short (cancel) still get a finish_reason
+                if index not in finished:
+                    yield _frame(chunk_cls, response_id, model, [chunk_choice(index, "", chunk.finish_reason, True)])
+            if include_usage and chunk.usage is not None:
+                yield event(chunk_cls(id=response_id, model=model, choices=[], usage=chunk.usage).model_dump_json())
+            break
+        first = chunk.index not in started
+        started.add(chunk.index)
+        if chunk.finish_reason is not None:
+            finished.add(chunk.index)
+        yield _frame(chunk_cls, response_id, model, [chunk_choice(chunk.index, chunk.delta, chunk.finish_reason, not first)])
+    yield event("[DONE]")
+
+
+def _frame(chunk_cls, response_id: str, model: str, choices: list) -> str:
+    return event(chunk_cls(id=response_id, model=model, choices=choices).model_dump_json(exclude_none=False))
+
+
+def _chat_chunk(index: int, text: str, finish_reason: str | None, continued: bool) -> ChatChunkChoice:
+    delta = DeltaMessage(content=text) if continued else DeltaMessage(role="assistant", content=text)
+    return ChatChunkChoice(index=index, delta=delta, finish_reason=finish_reason)
+
+
+def _completion_chunk(index: int, text: str, finish_reason: str | None, continued: bool) -> CompletionChoice:
+    return CompletionChoice(index=index, text=text, finish_reason=finish_reason)
+
+
+def _chat_full(response_id: str, result) -> ChatCompletion:
+    return ChatCompletion(id=response_id, model=result.model, usage=result.usage, choices=[
+        ChatChoice(index=c.index, message=AssistantMessage(content=c.text), finish_reason=c.finish_reason)
+        for c in result.choices])
+
+
+def _completion_full(response_id: str, result) -> Completion:
+    return Completion(id=response_id, model=result.model, usage=result.usage, choices=[
+        CompletionChoice(index=c.index, text=c.text, finish_reason=c.finish_reason) for c in result.choices])
+
+
+def _prepend(first: StreamChunk, rest: Iterator[StreamChunk]) -> Iterator[StreamChunk]:
+    yield first
+    yield from rest
+

@@ -1,0 +1,43 @@
+"""The `maoocr` command. Transports (worker, api) run as their own modules, so this library never imports them."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+# command → (module run with `python -m`, help)
+_DELEGATED = {
+    "worker": ("workers.main", "run an LLM worker: maoocr worker [--gpu N] [--model NAME] [--cpu]"),
+    "api": ("api.server", "run the HTTP API: maoocr api [--host H] [--port P]"),
+    "bench": ("bench.run", "run benchmarks and print JSON lines: maoocr bench [--only p1,…]"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in _DELEGATED:
+        module = _DELEGATED[argv[0]][0]
+        # exec, not a child: signals (Ctrl-C, SIGTERM from a supervisor) reach the real process.
+        os.execv(sys.executable, [sys.executable, "-m", module, *argv[1:]])
+
+    parser = argparse.ArgumentParser(prog="maoocr", description="MaoOCR: documents and LLM generation as jobs.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (_, help_text) in _DELEGATED.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    up = sub.add_parser("up", help="run everything here: Redis (if none is configured), a worker and the API")
+    up.add_argument("--host", default="127.0.0.1")
+    up.add_argument("--port", type=int, default=8000)
+    up.add_argument("--cpu", action="store_true", help="run the worker on the CPU even if a GPU is visible")
+    args = parser.parse_args(argv)
+
+    if args.command == "up":
+        from maoocr.embedded import run_up
+
+        return run_up(args.host, args.port, force_cpu=args.cpu)
+    parser.error(f"unknown command {args.command}")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

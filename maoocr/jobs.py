@@ -1,0 +1,121 @@
+"""Job records in Redis: create, read, and atomic state transitions (queued → running → a terminal state)."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any, Iterable
+
+import redis
+
+from maoocr.streams import StreamStore
+from maoocr.errors import JobNotFound, MaoOCRError
+from maoocr.protocol.generation import StreamChunk
+from maoocr.protocol.jobs import TERMINAL, JobError, JobKind, JobRecord, JobStatus
+
+JOB_KEY = "maoocr:job:{}"
+CANCEL_CHANNEL = "maoocr:control:cancel"
+
+# Check-and-set in one step so two writers (a worker and a cancelling API call, or a redelivered task)
+# can never both move a job out of the same state.
+_TRANSITION = """
+local cur = redis.call('HGET', KEYS[1], 'status')
+if not cur then return {0, ''} end
+local ok = false
+for s in string.gmatch(ARGV[1], '[^,]+') do if s == cur then ok = true end end
+if not ok then return {0, cur} end
+for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
+return {1, cur}
+"""
+
+_JSON_FIELDS = ("progress", "result", "error")
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex
+
+
+def encode_fields(fields: dict[str, Any]) -> dict[str, str]:
+    """Flatten a record's fields into Redis hash strings (JSON for structured ones)."""
+    out = {}
+    for key, value in fields.items():
+        if value is None:
+            continue
+        out[key] = json.dumps(value) if key in _JSON_FIELDS else str(value)
+    return out
+
+
+def decode_record(raw: dict[str, str]) -> JobRecord:
+    data: dict[str, Any] = dict(raw)
+    for key in _JSON_FIELDS:
+        if key in data:
+            data[key] = json.loads(data[key])
+    return JobRecord.model_validate(data)
+
+
+class JobStore:
+    """Reads and writes job records with a TTL. Synchronous; the worker's asyncio side has its own twin calls."""
+
+    def __init__(self, client: redis.Redis, ttl_s: int) -> None:
+        self.redis = client
+        self.ttl_s = ttl_s
+        self._transition = client.register_script(_TRANSITION)
+
+    def create(self, kind: JobKind, *, model: str | None = None, owner: str | None = None,
+               job_id: str | None = None) -> JobRecord:
+        record = JobRecord(id=job_id or new_job_id(), kind=kind, status="queued", model=model, owner=owner,
+                           created_at=time.time())
+        key = JOB_KEY.format(record.id)
+        with self.redis.pipeline() as pipe:
+            pipe.hset(key, mapping=encode_fields(record.model_dump(exclude_none=True)))
+            pipe.expire(key, self.ttl_s)
+            pipe.execute()
+        return record
+
+    def get(self, job_id: str, owner: str | None = None) -> JobRecord:
+        raw = self.redis.hgetall(JOB_KEY.format(job_id))
+        if not raw:
+            raise JobNotFound(f"job {job_id!r} not found (it may have expired)")
+        record = decode_record(raw)
+        if owner is not None and record.owner not in (None, owner):
+            # Someone else's job looks exactly like no job: no existence leak.
+            raise JobNotFound(f"job {job_id!r} not found (it may have expired)")
+        return record
+
+    def transition(self, job_id: str, allowed_from: Iterable[JobStatus], to: JobStatus,
+                   **fields: Any) -> tuple[bool, str]:
+        """Move a job to `to` if it is in one of `allowed_from`. Returns (moved, status before)."""
+        fields["status"] = to
+        if to in TERMINAL:
+            fields.setdefault("finished_at", time.time())
+        args = [",".join(allowed_from), self.ttl_s]
+        for key, value in encode_fields(fields).items():
+            args += [key, value]
+        moved, before = self._transition(keys=[JOB_KEY.format(job_id)], args=args)
+        return bool(moved), before
+
+    def cancel(self, job_id: str, streams: StreamStore, owner: str | None = None) -> JobRecord:
+        """Cancel a queued or running job. A finished job stays as it is.
+
+        A running job's worker hears it on CANCEL_CHANNEL, aborts the engine request and ends the stream;
+        a queued job has no worker yet, so its stream is ended here.
+        """
+        record = self.get(job_id, owner)
+        if not record.terminal:
+            moved, before = self.transition(job_id, ("queued", "running"), "cancelled",
+                                            error={"code": "cancelled", "message": "cancelled by request"})
+            if moved:
+                self.redis.publish(CANCEL_CHANNEL, job_id)
+                if before == "queued":
+                    streams.append([StreamChunk(job_id=job_id, finished=True, finish_reason="cancelled",
+                                                event="end")])
+        return self.get(job_id)
+
+
+def error_fields(exc: BaseException) -> dict[str, Any]:
+    """The `error` field of a failed job, from any exception."""
+    if isinstance(exc, MaoOCRError):
+        return {"error": JobError(code=exc.code, message=exc.message).model_dump()}
+    return {"error": {"code": "internal_error", "message": f"{type(exc).__name__}: {exc}"}}

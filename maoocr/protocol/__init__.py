@@ -1,0 +1,1 @@
+"""Wire schema: the pydantic models every boundary (HTTP, Celery payloads, Redis records) speaks."""

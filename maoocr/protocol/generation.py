@@ -1,0 +1,106 @@
+"""What a generation job asks of an engine, and what comes back: parameters, stream chunks, results."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class ImageUrl(BaseModel):
+    url: str = Field(..., description="http(s) URL or a data: URL with base64 image bytes")
+
+
+class ContentPart(BaseModel):
+    """One part of a chat message: text or an image (OpenAI's format)."""
+
+    type: Literal["text", "image_url"]
+    text: str | None = None
+    image_url: ImageUrl | None = None
+
+
+class ChatMessage(BaseModel):
+    role: Literal["system", "user", "assistant", "tool"]
+    content: str | list[ContentPart] = ""
+
+    def text(self) -> str:
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(part.text or "" for part in self.content if part.type == "text")
+
+
+class GenerationParams(BaseModel):
+    """One generation request, as the engine sees it: a raw prompt or chat messages, and sampling settings."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    model: str
+    prompt: str | None = None
+    messages: list[ChatMessage] | None = None
+    max_tokens: int = Field(256, ge=1)
+    temperature: float = Field(1.0, ge=0, le=2)
+    top_p: float = Field(1.0, gt=0, le=1)
+    n: int = Field(1, ge=1)
+    stop: list[str] = Field(default_factory=list)
+    seed: int | None = None
+    ignore_eos: bool = False
+
+    @model_validator(mode="after")
+    def _one_input(self) -> "GenerationParams":
+        if (self.prompt is None) == (self.messages is None):
+            raise ValueError("give exactly one of 'prompt' or 'messages'")
+        if self.prompt is not None and not self.prompt:
+            raise ValueError("'prompt' must not be empty")
+        if self.messages is not None and not self.messages:
+            raise ValueError("'messages' must not be empty")
+        return self
+
+
+class Usage(BaseModel):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+
+class StreamChunk(BaseModel):
+    """One event on a job's stream (`maoocr:stream:<job_id>`).
+
+    `seq` is assigned by Redis when the chunk is appended, so every chunk of a job has a unique, gap-free
+    position whoever wrote it. `index` is the choice a token delta belongs to (n > 1). The last chunk of a job
+    has `finished: true`, its `finish_reason` and, for generations, `usage`.
+    """
+
+    job_id: str
+    seq: int = -1
+    delta: str = ""
+    finished: bool = False
+    finish_reason: str | None = None
+    usage: Usage | None = None
+    index: int = 0
+    event: Literal["token", "progress", "end"] = "token"
+    progress: dict[str, Any] | None = None
+    error: dict[str, str] | None = None
+
+
+class Choice(BaseModel):
+    index: int
+    text: str
+    finish_reason: str | None
+    completion_tokens: int = 0
+
+
+class GenerationResult(BaseModel):
+    model: str
+    choices: list[Choice]
+    usage: Usage
+
+    @property
+    def text(self) -> str:
+        return self.choices[0].text if self.choices else ""
+
+
+class GenerationTask(BaseModel):
+    """The Celery payload of a generation job: JSON only, validated on both sides."""
+
+    job_id: str
+    params: GenerationParams

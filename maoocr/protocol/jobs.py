@@ -1,0 +1,35 @@
+"""The job record: a small state machine stored in Redis, the same shape the API returns."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+JobKind = Literal["generation", "ocr"]
+
+
+class JobError(BaseModel):
+    code: str
+    message: str
+
+
+class JobRecord(BaseModel):
+    id: str
+    kind: JobKind
+    status: JobStatus
+    model: str | None = None
+    owner: str | None = None
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    attempts: int = 0
+    progress: dict[str, Any] | None = None
+    result: dict[str, Any] | None = None
+    error: JobError | None = None
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL

@@ -1,0 +1,147 @@
+"""OpenAI-compatible request and response models. Stream chunks are built from the same parts as full responses."""
+
+from __future__ import annotations
+
+import time
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from maoocr.errors import InvalidRequest
+from maoocr.protocol.generation import ChatMessage, GenerationParams, Usage
+
+
+class StreamOptions(BaseModel):
+    include_usage: bool = False
+
+
+class _SamplingRequest(BaseModel):
+    # Clients send fields we do not use (user, logit_bias, …); ignoring them is what OpenAI-compatible servers do.
+    model_config = ConfigDict(extra="ignore", protected_namespaces=())
+
+    model: str | None = None
+    max_tokens: int | None = Field(None, ge=1)
+    temperature: float = Field(1.0, ge=0, le=2)
+    top_p: float = Field(1.0, gt=0, le=1)
+    n: int = Field(1, ge=1)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    ignore_eos: bool = False  # vLLM extension: generate exactly max_tokens
+
+    def _sampling(self, default_model: str, default_max_tokens: int) -> dict:
+        stop = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
+        return dict(model=self.model or default_model, max_tokens=self.max_tokens or default_max_tokens,
+                    temperature=self.temperature, top_p=self.top_p, n=self.n, stop=stop, seed=self.seed,
+                    ignore_eos=self.ignore_eos)
+
+    @property
+    def include_usage(self) -> bool:
+        return bool(self.stream_options and self.stream_options.include_usage)
+
+
+class ChatCompletionRequest(_SamplingRequest):
+    messages: list[ChatMessage] = Field(..., min_length=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+
+    def to_params(self, default_model: str, default_max_tokens: int) -> GenerationParams:
+        sampling = self._sampling(default_model, default_max_tokens)
+        if self.max_completion_tokens is not None:
+            sampling["max_tokens"] = self.max_completion_tokens
+        return GenerationParams(messages=self.messages, **sampling)
+
+
+class CompletionRequest(_SamplingRequest):
+    prompt: str | list[str]
+
+    def to_params(self, default_model: str, default_max_tokens: int) -> GenerationParams:
+        prompt = self.prompt
+        if isinstance(prompt, list):
+            if len(prompt) != 1:
+                raise InvalidRequest("'prompt' as a list must hold exactly one string (send one request per prompt)")
+            prompt = prompt[0]
+        return GenerationParams(prompt=prompt, **self._sampling(default_model, default_max_tokens))
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class DeltaMessage(BaseModel):
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+
+
+class ChatChoice(BaseModel):
+    index: int
+    message: AssistantMessage
+    finish_reason: str | None
+
+
+class ChatChunkChoice(BaseModel):
+    index: int
+    delta: DeltaMessage
+    finish_reason: str | None = None
+
+
+class CompletionChoice(BaseModel):
+    index: int
+    text: str
+    finish_reason: str | None = None
+    logprobs: None = None
+
+
+class _Response(BaseModel):
+    id: str
+    created: int = Field(default_factory=lambda: int(time.time()))
+    model: str
+
+
+class ChatCompletion(_Response):
+    object: Literal["chat.completion"] = "chat.completion"
+    choices: list[ChatChoice]
+    usage: Usage
+
+
+class ChatCompletionChunk(_Response):
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    choices: list[ChatChunkChoice]
+    usage: Usage | None = None
+
+
+class Completion(_Response):
+    object: Literal["text_completion"] = "text_completion"
+    choices: list[CompletionChoice]
+    usage: Usage
+
+
+class CompletionChunk(_Response):
+    object: Literal["text_completion"] = "text_completion"
+    choices: list[CompletionChoice]
+    usage: Usage | None = None
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int = 0
+    owned_by: str = "maoocr"
+    max_model_len: int
+    model_type: str
+    workers: int = Field(0, description="Workers serving this model right now")
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody

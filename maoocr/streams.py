@@ -1,0 +1,185 @@
+"""Job streams: every chunk is appended to a replayable Redis list and published on `maoocr:stream:<job_id>`.
+
+Redis assigns `seq` inside one script (list length before the push), so the record and the live channel always
+agree, any writer may append, and a subscriber that arrives late replays the list and then follows the channel
+without losing or repeating a chunk.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from typing import Callable, Iterator
+
+import redis
+
+from maoocr.protocol.generation import StreamChunk
+
+CHANNEL = "maoocr:stream:{}"
+REPLAY_KEY = "maoocr:stream:{}:replay"
+_SEQ_PLACEHOLDER = '"seq":-1'
+
+# ARGV: ttl, then (job_id, chunk JSON with "seq":-1) pairs. Returns the seq given to each chunk.
+_APPEND = """
+local ttl = tonumber(ARGV[1])
+local out = {}
+for i = 2, #ARGV, 2 do
+  local job = ARGV[i]
+  local key = 'maoocr:stream:' .. job .. ':replay'
+  local seq = redis.call('LLEN', key)
+  local payload = string.gsub(ARGV[i + 1], '"seq":%-1', '"seq":' .. seq, 1)
+  redis.call('RPUSH', key, payload)
+  redis.call('EXPIRE', key, ttl)
+  redis.call('PUBLISH', 'maoocr:stream:' .. job, payload)
+  out[#out + 1] = seq
+end
+return out
+"""
+
+
+def _encode(chunk: StreamChunk) -> str:
+    payload = chunk.model_copy(update={"seq": -1}).model_dump_json()
+    assert payload.startswith('{"job_id":') and _SEQ_PLACEHOLDER in payload
+    return payload
+
+
+class StreamStore:
+    """Append to, replay and follow job streams (synchronous; safe to share between threads)."""
+
+    def __init__(self, client: redis.Redis, ttl_s: int) -> None:
+        self.redis = client
+        self.ttl_s = ttl_s
+        self._append = client.register_script(_APPEND)
+
+    def append(self, chunks: list[StreamChunk]) -> list[int]:
+        """Append chunks (of one or many jobs) in one round trip; returns their seqs."""
+        if not chunks:
+            return []
+        args: list[str | int] = [self.ttl_s]
+        for chunk in chunks:
+            args += [chunk.job_id, _encode(chunk)]
+        return [int(seq) for seq in self._append(args=args)]
+
+    def replay(self, job_id: str, after: int = -1) -> list[StreamChunk]:
+        raw = self.redis.lrange(REPLAY_KEY.format(job_id), after + 1, -1)
+        return [StreamChunk.model_validate_json(item) for item in raw]
+
+    def follow(self, job_id: str, after: int = -1, timeout_s: float | None = None,
+               is_over: Callable[[], bool] | None = None, poll_s: float = 1.0) -> Iterator[StreamChunk]:
+        """Every chunk after `after`, in order, once, until the finished chunk.
+
+        `is_over` is asked when the channel is quiet; it lets a caller stop following a job that ended
+        without an end chunk (expired, or its worker vanished). Raises TimeoutError after `timeout_s`.
+        """
+        pubsub = self.redis.pubsub()
+        try:
+            pubsub.subscribe(CHANNEL.format(job_id))
+            self._await_subscribed(pubsub)
+            last = after
+            deadline = None if timeout_s is None else time.monotonic() + timeout_s
+            while True:
+                # Catch up from the record: the first time, and whenever the channel skipped a seq.
+                for chunk in self.replay(job_id, last):
+                    last = chunk.seq
+                    yield chunk
+                    if chunk.finished:
+                        return
+                while True:
+                    message = pubsub.get_message(ignore_subscribe_messages=True, timeout=poll_s)
+                    if message is None:
+                        if is_over is not None and is_over():
+                            for chunk in self.replay(job_id, last):  # whatever landed just before the end
+                                yield chunk
+                            return
+                        if deadline is not None and time.monotonic() > deadline:
+                            raise TimeoutError(f"no end of stream for job {job_id} within {timeout_s} s")
+                        break  # quiet: re-check the record in case a message was lost
+                    chunk = StreamChunk.model_validate_json(message["data"])
+                    if chunk.seq <= last:
+                        continue
+                    if chunk.seq > last + 1:
+                        break  # a gap: let the record fill it
+                    last = chunk.seq
+                    yield chunk
+                    if chunk.finished:
+                        return
+        finally:
+            pubsub.close()
+
+    @staticmethod
+    def _await_subscribed(pubsub: redis.client.PubSub, timeout_s: float = 5.0) -> None:
+        # The replay read must happen after Redis confirmed the subscription, or a chunk could slip between.
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            message = pubsub.get_message(timeout=0.5)
+            if message and message["type"] == "subscribe":
+                return
+        raise TimeoutError("Redis did not confirm the stream subscription")
+
+
+class StreamWriter:
+    """Coalesces chunks from many concurrent jobs into one Redis round trip per batch, on its own thread.
+
+    The engine loop only appends to a deque, so token streaming never waits on the network; while one batch
+    is in flight the next one accumulates (roughly one batch per engine step under load).
+    """
+
+    def __init__(self, store: StreamStore, max_batch: int = 1024) -> None:
+        self.store = store
+        self.max_batch = max_batch
+        self._pending: deque[StreamChunk] = deque()
+        self._cond = threading.Condition()
+        self._in_flight = 0
+        self._closed = False
+        self.batches = 0
+        self.chunks = 0
+        self._thread = threading.Thread(target=self._run, name="maoocr-stream-writer", daemon=True)
+        self._thread.start()
+
+    def publish(self, chunk: StreamChunk) -> None:
+        with self._cond:
+            self._pending.append(chunk)
+            self._cond.notify_all()
+
+    def flush(self, timeout_s: float = 30.0) -> None:
+        """Block until every chunk published so far is in Redis."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while self._pending or self._in_flight:
+                if not self._cond.wait(max(0.0, deadline - time.monotonic())):
+                    raise TimeoutError("stream writer could not flush")
+
+    def close(self) -> None:
+        self.flush()
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending and not self._closed:
+                    self._cond.wait()
+                if self._closed and not self._pending:
+                    return
+                batch = [self._pending.popleft() for _ in range(min(len(self._pending), self.max_batch))]
+                self._in_flight = len(batch)
+            self._write(batch)
+            with self._cond:
+                self._in_flight = 0
+                self.batches += 1
+                self.chunks += len(batch)
+                self._cond.notify_all()
+
+    def _write(self, batch: list[StreamChunk]) -> None:
+        delay = 0.05
+        while True:
+            try:
+                self.store.append(batch)
+                return
+            except redis.ConnectionError:
+                # Redis is away: keep the chunks (nothing accepted is dropped) and retry with back-off.
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)

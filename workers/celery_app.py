@@ -1,0 +1,29 @@
+"""The Celery app, configured from maoocr settings: JSON only, late acks, prefetch sized by the caller."""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from maoocr.config import Settings
+
+GENERATE_TASK = "maoocr.generate"
+
+
+def create_celery_app(settings: Settings, prefetch_multiplier: int = 1) -> Celery:
+    app = Celery("maoocr", broker=settings.redis_url)
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],  # never pickle: a message is data, not code
+        result_serializer="json",
+        task_ignore_result=True,  # results live in the job record, not in Celery's backend
+        task_acks_late=True,  # ack after the job ends, so a dead worker's jobs are delivered again
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=prefetch_multiplier,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={"visibility_timeout": 3600},
+        worker_hijack_root_logger=False,
+        task_default_queue=settings.queues.llm_queue(settings.default_model),
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+    )
+    return app

@@ -1,0 +1,15 @@
+"""Celery task functions: validate the JSON payload, hand it to maoocr, nothing else."""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from maoocr.generation.host import EngineHost
+from maoocr.protocol.generation import GenerationTask
+from workers.celery_app import GENERATE_TASK
+
+
+def register_generation_task(app: Celery, host: EngineHost) -> None:
+    @app.task(name=GENERATE_TASK, ignore_result=True)
+    def generate(payload: dict) -> None:
+        host.run_job(GenerationTask.model_validate(payload))
