@@ -77,6 +77,8 @@ class StreamStore:
             pubsub.subscribe(CHANNEL.format(job_id))
             self._await_subscribed(pubsub)
             last = after
+            if self._ended_at_or_before(job_id, after):
+                return  # resuming after the end chunk: nothing more will ever come
             deadline = None if timeout_s is None else time.monotonic() + timeout_s
             while True:
                 # Catch up from the record: the first time, and whenever the channel skipped a seq.
@@ -106,6 +108,13 @@ class StreamStore:
                         return
         finally:
             pubsub.close()
+
+    def _ended_at_or_before(self, job_id: str, seq: int) -> bool:
+        tail = self.redis.lindex(REPLAY_KEY.format(job_id), -1)
+        if tail is None:
+            return False
+        chunk = StreamChunk.model_validate_json(tail)
+        return chunk.finished and chunk.seq <= seq
 
     @staticmethod
     def _await_subscribed(pubsub: redis.client.PubSub, timeout_s: float = 5.0) -> None:

@@ -1,0 +1,16 @@
+# The two commands of the README: `make up` runs MaoOCR here, `make test` runs the tests.
+# Both install into .venv/ first when pyproject.toml or the setup script changed.
+.PHONY: up test bench
+
+.venv/.installed: pyproject.toml scripts/setup.sh
+	bash scripts/setup.sh
+	touch $@
+
+up: .venv/.installed
+	.venv/bin/maoocr up
+
+test: .venv/.installed
+	.venv/bin/python -m pytest -q
+
+bench: .venv/.installed
+	.venv/bin/maoocr bench

@@ -1,0 +1,43 @@
+"""Session fixtures that own real processes: a private redis-server, a tiny vLLM model, a worker and the API."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import redis
+
+from maoocr.config import Settings, load_settings
+from maoocr.engines.demo_model import build_demo_model
+from tests.support.processes import Stack, start_redis, start_stack
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory) -> str:
+    proc, url = start_redis(tmp_path_factory.mktemp("redis"))
+    yield url
+    proc.stop()
+
+
+@pytest.fixture
+def redis_client(redis_url) -> redis.Redis:
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    return build_demo_model(tmp_path_factory.mktemp("tiny-model"))
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory, redis_url, tiny_model) -> Stack:
+    running = start_stack(tmp_path_factory.mktemp("stack"), redis_url, str(tiny_model))
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="session")
+def stack_settings(stack) -> Settings:
+    return load_settings(stack.config, env={})

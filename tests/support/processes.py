@@ -1,0 +1,137 @@
+"""Start real Redis, worker and API processes on free ports, wait until they answer, and stop them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import redis
+import requests
+
+from maoocr.embedded import free_port, redis_server_binary
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Proc:
+    name: str
+    popen: subprocess.Popen
+    log: Path
+
+    def tail(self, n: int = 60) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+    def stop(self, sig: int = signal.SIGTERM, grace_s: float = 20) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(sig)
+            try:
+                self.popen.wait(grace_s)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+
+
+def start_redis(workdir: Path, port: int | None = None, extra: list[str] | None = None) -> tuple[Proc, str]:
+    binary = redis_server_binary()
+    assert binary, "redis-server is needed for the tests"
+    port = port or free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    log = workdir / f"redis-{port}.log"
+    popen = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
+                              "no", "--dir", str(workdir), *(extra or [])],
+                             stdout=log.open("w"), stderr=subprocess.STDOUT)
+    url = f"redis://127.0.0.1:{port}/0"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            if redis.Redis.from_url(url).ping():
+                return Proc("redis", popen, log), url
+        except redis.RedisError:
+            time.sleep(0.05)
+    popen.kill()
+    raise RuntimeError(f"redis-server did not start on {port}")
+
+
+def write_config(directory: Path, redis_url: str, model_path: str, max_model_len: int = 1024) -> Path:
+    """A maoocr.yaml + models file for one tiny model named `tiny`; returns the maoocr.yaml path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "vllm_models.yaml").write_text(
+        f"models:\n  tiny:\n    model_path: {model_path}\n    model_type: text\n"
+        f"    max_model_len: {max_model_len}\n    max_num_seqs: 64\napi:\n  default_model: tiny\n")
+    config = directory / "maoocr.yaml"
+    config.write_text(f"redis_url: {redis_url}\nmodels_file: {directory / 'vllm_models.yaml'}\n"
+                      f"data_dir: {directory / 'data'}\nlog_level: INFO\n"
+                      f"limits:\n  wait_timeout_s: 120\nttls:\n  heartbeat_s: 6\n")
+    return config
+
+
+def service_env(config: Path, scratch: Path) -> dict[str, str]:
+    scratch.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAOOCR_")}
+    env.update(MAOOCR_CONFIG=str(config), TMPDIR=str(scratch), HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1",
+               PYTHONPATH=str(ROOT))
+    return env
+
+
+def start_module(name: str, module: str, args: list[str], env: dict[str, str], logdir: Path) -> Proc:
+    logdir.mkdir(parents=True, exist_ok=True)
+    log = logdir / f"{name}.log"
+    popen = subprocess.Popen([sys.executable, "-m", module, *args], cwd=ROOT, env=env,
+                             stdout=log.open("w"), stderr=subprocess.STDOUT)
+    return Proc(name, popen, log)
+
+
+def wait_http(url: str, procs: list[Proc], timeout_s: float = 300, status: int = 200) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for proc in procs:
+            if proc.popen.poll() is not None:
+                raise RuntimeError(f"{proc.name} exited with {proc.popen.returncode}:\n{proc.tail()}")
+        try:
+            if requests.get(url, timeout=2).status_code == status:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"{url} not ready in {timeout_s} s:\n" + "\n".join(p.tail(30) for p in procs))
+
+
+@dataclass
+class Stack:
+    """A running MaoOCR: its Redis, worker(s), API and the config they share."""
+
+    redis_url: str
+    base_url: str
+    config: Path
+    env: dict[str, str]
+    logdir: Path
+    procs: list[Proc] = field(default_factory=list)
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            proc.stop()
+
+
+def start_stack(workdir: Path, redis_url: str, model_path: str, worker_args: list[str] | None = None) -> Stack:
+    config = write_config(workdir / "configs", redis_url, model_path)
+    env = service_env(config, workdir / "tmp")
+    port = free_port()
+    stack = Stack(redis_url, f"http://127.0.0.1:{port}", config, env, workdir / "logs")
+    try:
+        stack.procs.append(start_module("worker", "workers.main", ["--cpu", *(worker_args or [])], env, stack.logdir))
+        stack.procs.append(start_module("api", "api.server", ["--host", "127.0.0.1", "--port", str(port)], env,
+                                        stack.logdir))
+        wait_http(stack.base_url + "/readyz", stack.procs)
+    except BaseException:
+        stack.stop()
+        raise
+    return stack
