@@ -59,9 +59,7 @@ class Services:
 
     def wait_generation(self, job_id: str) -> GenerationResult:
         """Block until the job ends; its result, or its error raised with the original status."""
-        for _ in self.follow(job_id):
-            pass
-        record = self.jobs.get(job_id)
+        record = self.jobs.wait(job_id, self.settings.limits.wait_timeout_s)
         if record.status != "succeeded" or record.result is None:
             raise error_from_dict(record.error.model_dump() if record.error else
                                   {"code": "internal_error", "message": f"job ended as {record.status}"})

@@ -9,12 +9,14 @@ from typing import Any, Iterable
 
 import redis
 
+from maoocr.redis_client import subscribe_confirmed
 from maoocr.streams import StreamStore
 from maoocr.errors import JobNotFound, MaoOCRError
 from maoocr.protocol.generation import StreamChunk
 from maoocr.protocol.jobs import TERMINAL, JobError, JobKind, JobRecord, JobStatus
 
 JOB_KEY = "maoocr:job:{}"
+DONE_CHANNEL = "maoocr:job:{}:done"
 CANCEL_CHANNEL = "maoocr:control:cancel"
 
 # Check-and-set in one step so two writers (a worker and a cancelling API call, or a redelivered task)
@@ -25,8 +27,9 @@ if not cur then return {0, ''} end
 local ok = false
 for s in string.gmatch(ARGV[1], '[^,]+') do if s == cur then ok = true end end
 if not ok then return {0, cur} end
-for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+for i = 4, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
+if ARGV[3] == '1' then redis.call('PUBLISH', KEYS[1] .. ':done', ARGV[4 + 1]) end
 return {1, cur}
 """
 
@@ -90,11 +93,31 @@ class JobStore:
         fields["status"] = to
         if to in TERMINAL:
             fields.setdefault("finished_at", time.time())
-        args = [",".join(allowed_from), self.ttl_s]
-        for key, value in encode_fields(fields).items():
+        encoded = encode_fields(fields)
+        # status first: the script publishes the first value on the done channel for terminal states
+        args = [",".join(allowed_from), self.ttl_s, "1" if to in TERMINAL else "0", "status", encoded.pop("status")]
+        for key, value in encoded.items():
             args += [key, value]
         moved, before = self._transition(keys=[JOB_KEY.format(job_id)], args=args)
         return bool(moved), before
+
+    def wait(self, job_id: str, timeout_s: float, owner: str | None = None) -> JobRecord:
+        """Block until the job is in a terminal state (woken by its done channel, not by polling)."""
+        pubsub = self.redis.pubsub()
+        try:
+            subscribe_confirmed(pubsub, DONE_CHANNEL.format(job_id))
+            deadline = time.monotonic() + timeout_s
+            while True:
+                # Read after the subscription is confirmed, so a transition between the two cannot be missed.
+                record = self.get(job_id, owner)
+                if record.terminal:
+                    return record
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"job {job_id} did not finish within {timeout_s} s")
+                pubsub.get_message(timeout=min(remaining, 5.0))
+        finally:
+            pubsub.close()
 
     def cancel(self, job_id: str, streams: StreamStore, owner: str | None = None) -> JobRecord:
         """Cancel a queued or running job. A finished job stays as it is.

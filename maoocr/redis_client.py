@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import redis
 import redis.asyncio as aioredis
@@ -25,3 +26,17 @@ def connect(url: str) -> redis.Redis:
 def connect_async(url: str) -> aioredis.Redis:
     """An asyncio client; each event loop needs its own, so this is not cached."""
     return aioredis.from_url(url, decode_responses=True, health_check_interval=30, socket_connect_timeout=5)
+
+
+def subscribe_confirmed(pubsub: redis.client.PubSub, channel: str, timeout_s: float = 5.0) -> None:
+    """Subscribe and wait for Redis to confirm, so a read made next cannot miss a message sent in between.
+
+    The PubSub must not be created with ignore_subscribe_messages=True (the confirmation is what we wait for).
+    """
+    pubsub.subscribe(channel)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        message = pubsub.get_message(timeout=0.5)
+        if message and message["type"] == "subscribe":
+            return
+    raise TimeoutError(f"Redis did not confirm the subscription to {channel}")

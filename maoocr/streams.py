@@ -15,6 +15,7 @@ from typing import Callable, Iterator
 import redis
 
 from maoocr.protocol.generation import StreamChunk
+from maoocr.redis_client import subscribe_confirmed
 
 CHANNEL = "maoocr:stream:{}"
 REPLAY_KEY = "maoocr:stream:{}:replay"
@@ -39,7 +40,9 @@ return out
 
 
 def _encode(chunk: StreamChunk) -> str:
-    payload = chunk.model_copy(update={"seq": -1}).model_dump_json()
+    if chunk.seq != -1:
+        chunk = chunk.model_copy(update={"seq": -1})
+    payload = chunk.model_dump_json()
     assert payload.startswith('{"job_id":') and _SEQ_PLACEHOLDER in payload
     return payload
 
@@ -74,8 +77,8 @@ class StreamStore:
         """
         pubsub = self.redis.pubsub()
         try:
-            pubsub.subscribe(CHANNEL.format(job_id))
-            self._await_subscribed(pubsub)
+            # The replay read must come after the confirmation, or a chunk could slip between the two.
+            subscribe_confirmed(pubsub, CHANNEL.format(job_id))
             last = after
             if self._ended_at_or_before(job_id, after):
                 return  # resuming after the end chunk: nothing more will ever come
@@ -115,16 +118,6 @@ class StreamStore:
             return False
         chunk = StreamChunk.model_validate_json(tail)
         return chunk.finished and chunk.seq <= seq
-
-    @staticmethod
-    def _await_subscribed(pubsub: redis.client.PubSub, timeout_s: float = 5.0) -> None:
-        # The replay read must happen after Redis confirmed the subscription, or a chunk could slip between.
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            message = pubsub.get_message(timeout=0.5)
-            if message and message["type"] == "subscribe":
-                return
-        raise TimeoutError("Redis did not confirm the stream subscription")
 
 
 class StreamWriter:

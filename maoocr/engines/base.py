@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import AsyncIterator
 
 from pydantic import BaseModel, ConfigDict
@@ -10,14 +11,17 @@ from pydantic import BaseModel, ConfigDict
 from maoocr.protocol.generation import GenerationParams, Usage
 
 
-class ChoiceDelta(BaseModel):
+# Plain slotted dataclasses, not pydantic: these are made once per token inside the process, never on a wire.
+@dataclass(slots=True)
+class ChoiceDelta:
     index: int = 0
     text: str = ""
     token_count: int = 0
     finish_reason: str | None = None
 
 
-class EngineStep(BaseModel):
+@dataclass(slots=True)
+class EngineStep:
     """What one engine step produced for one request: new text per choice; usage once it is finished."""
 
     deltas: list[ChoiceDelta]
