@@ -89,6 +89,7 @@ class Settings(_Strict):
     limits: Limits = Limits()
     ttls: Ttls = Ttls()
     log_level: str = "WARNING"
+    task_events: bool = Field(False, description="Celery task events from the start (Flower enables them anyway).")
     data_dir: str = Field(".maoocr", description="Where `maoocr up` keeps its demo model and private Redis.")
     # Filled from models_file by load_settings(); not a key of maoocr.yaml.
     models: ModelsFile | None = Field(None, exclude=True)

@@ -23,7 +23,8 @@ def create_celery_app(settings: Settings, prefetch_multiplier: int = 1) -> Celer
         broker_transport_options={"visibility_timeout": 3600},
         worker_hijack_root_logger=False,
         task_default_queue=settings.queues.llm_queue(settings.default_model),
-        worker_send_task_events=True,
-        task_send_sent_event=True,
+        # Task events cost ~10 % of an LLM worker's main thread; Flower turns them on when it runs.
+        worker_send_task_events=settings.task_events,
+        task_send_sent_event=settings.task_events,
     )
     return app
