@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 from typing import AsyncIterator
 
 from maoocr.config import ModelConfig
@@ -26,7 +27,8 @@ def prepare_vllm_environment(device: str, scratch_dir: str | None = None) -> Non
     if scratch_dir:
         os.makedirs(scratch_dir, exist_ok=True)
         os.environ.setdefault("VLLM_CACHE_ROOT", os.path.join(scratch_dir, "vllm-cache"))
-        os.environ.setdefault("VLLM_RPC_BASE_PATH", scratch_dir)
+        # IPC socket paths are capped at 107 characters: keep them in a short directory of our own.
+        os.environ.setdefault("VLLM_RPC_BASE_PATH", tempfile.mkdtemp(prefix="maoocr-rpc-", dir="/tmp"))
 
 
 class VLLMEngine(LLMEngine):
