@@ -13,6 +13,7 @@ from maoocr.config import Settings
 from maoocr.errors import JobNotFound, error_from_dict
 from maoocr.generation.validate import validate_params
 from maoocr.jobs import JobStore
+from maoocr.pipeline.ocr_job import OCRJobs
 from maoocr.protocol.generation import GenerationParams, GenerationResult, GenerationTask, StreamChunk
 from maoocr.protocol.jobs import JobRecord
 from maoocr.redis_client import connect
@@ -28,12 +29,14 @@ class Services:
     jobs: JobStore
     streams: StreamStore
     celery: Celery
+    ocr: OCRJobs
 
     @classmethod
     def build(cls, settings: Settings) -> "Services":
         client = connect(settings.redis_url)
-        return cls(settings, JobStore(client, settings.ttls.job_s), StreamStore(client, settings.ttls.stream_s),
-                   create_celery_app(settings))
+        jobs, streams = JobStore(client, settings.ttls.job_s), StreamStore(client, settings.ttls.stream_s)
+        return cls(settings, jobs, streams, create_celery_app(settings),
+                   OCRJobs(settings, jobs, streams, connect(settings.redis_url, decode=False)))
 
     def submit_generation(self, params: GenerationParams, owner: str | None = None) -> JobRecord:
         validate_params(params, self.settings)

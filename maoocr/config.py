@@ -13,6 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from maoocr.documents import DocumentLimits
 from maoocr.errors import ConfigError
 
 ENV_PREFIX = "MAOOCR_"
@@ -82,12 +83,20 @@ class Ttls(_Strict):
     heartbeat_s: int = Field(15, ge=1, description="A worker silent this long is considered gone.")
 
 
+class OCRSettings(_Strict):
+    engine: str = Field("rapidocr", description="OCR backend for fast/accurate pages: rapidocr or paddleocr")
+    concurrency: int | None = Field(None, ge=1, description="OCR worker processes (default: CPU cores)")
+    vlm_model: str | None = Field(None, description="multimodal model that takes pages routed to 'vlm'")
+
+
 class Settings(_Strict):
     redis_url: str = "redis://127.0.0.1:6379/0"
     models_file: str = "configs/vllm_models.yaml"
     queues: QueueSettings = QueueSettings()
     limits: Limits = Limits()
     ttls: Ttls = Ttls()
+    documents: DocumentLimits = DocumentLimits()
+    ocr: OCRSettings = OCRSettings()
     log_level: str = "WARNING"
     task_events: bool = Field(False, description="Celery task events from the start (Flower enables them anyway).")
     data_dir: str = Field(".maoocr", description="Where `maoocr up` keeps its demo model and private Redis.")

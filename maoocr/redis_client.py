@@ -8,18 +8,21 @@ import time
 import redis
 import redis.asyncio as aioredis
 
-_pools: dict[str, redis.ConnectionPool] = {}
+_pools: dict[tuple[str, bool], redis.ConnectionPool] = {}
 _lock = threading.Lock()
 
 
-def connect(url: str) -> redis.Redis:
-    """A client on a shared per-URL pool, so request handlers never pay for a new connection."""
+def connect(url: str, decode: bool = True) -> redis.Redis:
+    """A client on a shared per-URL pool, so request handlers never pay for a new connection.
+
+    `decode=False` gives bytes back (document uploads); everything else is text.
+    """
     with _lock:
-        pool = _pools.get(url)
+        pool = _pools.get((url, decode))
         if pool is None:
-            pool = redis.ConnectionPool.from_url(url, decode_responses=True, health_check_interval=30,
+            pool = redis.ConnectionPool.from_url(url, decode_responses=decode, health_check_interval=30,
                                                  socket_connect_timeout=5, retry_on_timeout=True)
-            _pools[url] = pool
+            _pools[(url, decode)] = pool
     return redis.Redis(connection_pool=pool)
 
 

@@ -33,7 +33,7 @@ def tiny_model(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory, redis_url, tiny_model) -> Stack:
-    running = start_stack(tmp_path_factory.mktemp("stack"), redis_url, str(tiny_model))
+    running = start_stack(tmp_path_factory.mktemp("stack"), redis_url, str(tiny_model), ocr_worker=True)
     yield running
     running.stop()
 

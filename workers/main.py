@@ -14,6 +14,7 @@ import sys
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="maoocr worker", description=__doc__)
+    parser.add_argument("--ocr", action="store_true", help="run an OCR worker (queue maoocr.ocr) instead of an LLM one")
     parser.add_argument("--model", help="model name from the models file (default: the default model)")
     parser.add_argument("--gpu", type=int, help="GPU index to pin this worker to (sets CUDA_VISIBLE_DEVICES)")
     parser.add_argument("--cpu", action="store_true", help="run the engine on the CPU even if a GPU is visible")
@@ -42,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
 
     settings = load_settings()
     setup_logging(args.loglevel or settings.log_level)
+    if args.ocr:
+        return run_ocr_worker(settings, args)
     log = logging.getLogger("maoocr.worker")
     model = args.model or settings.default_model
     plan = plan_engine(settings, model, force_cpu=args.cpu)
@@ -70,6 +73,37 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         heartbeat.stop()
         host.stop()
+    return 0
+
+
+def run_ocr_worker(settings, args: argparse.Namespace) -> int:
+    """OCR pages are CPU work: a prefork pool, one process per core, each with its own ONNX engines."""
+    from maoocr.heartbeats import Heartbeat
+    from maoocr.jobs import JobStore
+    from maoocr.pipeline.ocr_job import OCRJobs
+    from maoocr.redis_client import connect
+    from maoocr.streams import StreamStore
+    from workers.celery_app import create_celery_app
+    from workers.ocr_tasks import register_ocr_tasks
+
+    concurrency = args.concurrency or settings.ocr.concurrency or os.cpu_count() or 1
+    client = connect(settings.redis_url)
+    ocr_jobs = OCRJobs(settings, JobStore(client, settings.ttls.job_s), StreamStore(client, settings.ttls.stream_s),
+                       connect(settings.redis_url, decode=False),
+                       engine_threads=max(1, (os.cpu_count() or 1) // concurrency))
+    queue = settings.queues.ocr
+    name = args.name or f"ocr-{os.getpid()}"
+    app = create_celery_app(settings, prefetch_multiplier=1)
+    register_ocr_tasks(app, ocr_jobs, queue)
+    heartbeat = Heartbeat(client, name, settings.ttls.heartbeat_s,
+                          lambda: {"model": None, "kind": "ocr", "queue": queue, "concurrency": concurrency})
+    heartbeat.start()
+    try:
+        app.worker_main(["worker", "--pool=prefork", f"--concurrency={concurrency}", f"--queues={queue}",
+                         f"--hostname={name}@%h", f"--loglevel={args.loglevel or settings.log_level}",
+                         "--without-mingle", "--without-gossip"])
+    finally:
+        heartbeat.stop()
     return 0
 
 

@@ -121,17 +121,34 @@ class Stack:
             proc.stop()
 
 
-def start_stack(workdir: Path, redis_url: str, model_path: str, worker_args: list[str] | None = None) -> Stack:
+def start_stack(workdir: Path, redis_url: str, model_path: str, worker_args: list[str] | None = None,
+                ocr_worker: bool = False) -> Stack:
     config = write_config(workdir / "configs", redis_url, model_path)
     env = service_env(config, workdir / "tmp")
     port = free_port()
     stack = Stack(redis_url, f"http://127.0.0.1:{port}", config, env, workdir / "logs")
     try:
         stack.procs.append(start_module("worker", "workers.main", ["--cpu", *(worker_args or [])], env, stack.logdir))
+        if ocr_worker:
+            stack.procs.append(start_module("ocr-worker", "workers.main", ["--ocr"], env, stack.logdir))
         stack.procs.append(start_module("api", "api.server", ["--host", "127.0.0.1", "--port", str(port)], env,
                                         stack.logdir))
         wait_http(stack.base_url + "/readyz", stack.procs)
+        expected = 2 if ocr_worker else 1
+        wait_until(lambda: len(requests.get(stack.base_url + "/readyz", timeout=5).json()["workers"]) >= expected,
+                   stack.procs)
     except BaseException:
         stack.stop()
         raise
     return stack
+
+
+def wait_until(condition, procs: list[Proc], timeout_s: float = 300) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        for proc in procs:
+            if proc.popen.poll() is not None:
+                raise RuntimeError(f"{proc.name} exited with {proc.popen.returncode}:\n{proc.tail()}")
+        if time.monotonic() > deadline:
+            raise RuntimeError("condition not met in time:\n" + "\n".join(p.tail(30) for p in procs))
+        time.sleep(0.3)

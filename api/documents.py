@@ -1,0 +1,69 @@
+"""`POST /v1/documents`: upload a document for OCR (202 + job id); `GET /v1/jobs/<id>/result` in the asked format."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, request
+
+from api.generate import accepted
+from api.services import services
+from maoocr.errors import InvalidRequest
+from maoocr.protocol.ocr import DocumentResult, OCROptions, OCRTask
+from workers.celery_app import OCR_SPLIT_TASK
+
+bp = Blueprint("documents", __name__)
+
+
+@bp.post("/v1/documents")
+def upload():
+    svc = services()
+    upload = request.files.get("file")
+    if upload is None:
+        raise InvalidRequest("send the document as multipart/form-data in a field named 'file'")
+    options = OCROptions.model_validate(_form_options())
+    record, pages = svc.ocr.accept(upload.read(), options)
+    task = OCRTask(job_id=record.id, options=options)
+    svc.celery.send_task(OCR_SPLIT_TASK, args=[task.model_dump(mode="json")], task_id=record.id,
+                         queue=svc.settings.queues.ocr)
+    body, status, headers = accepted(record)
+    body["pages"] = pages
+    return body, status, headers
+
+
+@bp.get("/v1/jobs/<job_id>/result")
+def result(job_id: str):
+    record = services().jobs.get(job_id)
+    if record.status != "succeeded" or record.result is None:
+        return {"job_id": job_id, "status": record.status, "progress": record.progress,
+                "error": record.error.model_dump() if record.error else None}, 202 if not record.terminal else 409
+    if record.kind != "ocr":
+        return record.result
+    doc = DocumentResult.model_validate(record.result)
+    fmt = request.args.get("format", "json")
+    if fmt == "text":
+        return Response(doc.text, mimetype="text/plain; charset=utf-8")
+    if fmt == "markdown":
+        return Response(doc.markdown, mimetype="text/markdown; charset=utf-8")
+    if fmt != "json":
+        raise InvalidRequest(f"format must be json, text or markdown, not {fmt!r}")
+    return doc.model_dump(mode="json")
+
+
+def _form_options() -> dict:
+    form = request.form
+    options: dict = {}
+    for key in ("strategy", "output"):
+        if key in form:
+            options[key] = form[key]
+    if "languages" in form:
+        options["languages"] = [lang.strip() for lang in form["languages"].split(",") if lang.strip()]
+    if "pages" in form:  # "3" or "2-5"
+        first, _, last = form["pages"].partition("-")
+        try:
+            options["first_page"] = int(first)
+            options["last_page"] = int(last or first)
+        except ValueError:
+            raise InvalidRequest(f"pages must look like '3' or '2-5', not {form['pages']!r}") from None
+    for key in ("first_page", "last_page"):
+        if key in form:
+            options[key] = form[key]
+    return options

@@ -1,0 +1,24 @@
+"""The resource state strategy selection looks at: free GPU memory (pynvml), queue depths, live VLM workers."""
+
+from __future__ import annotations
+
+import redis
+
+from maoocr.config import Settings
+from maoocr.engines.memory import read_gpus
+from maoocr.heartbeats import live_workers
+from maoocr.pipeline.strategy import ResourceState
+
+
+def read_resources(client: redis.Redis, settings: Settings) -> ResourceState:
+    assert settings.models is not None
+    vlm_models = [name for name, m in settings.models.models.items() if m.model_type == "multimodal"]
+    queues = [settings.queues.ocr, *(settings.queues.llm_queue(m) for m in settings.models.models)]
+    # Celery's Redis transport keeps each queue as a list under the queue's name.
+    with client.pipeline() as pipe:
+        for queue in queues:
+            pipe.llen(queue)
+        depths = dict(zip(queues, pipe.execute()))
+    serving = {w.get("model") for w in live_workers(client)}
+    return ResourceState(gpu_free_mb=[g.free_mb for g in read_gpus()], queue_depths=depths,
+                         vlm_available=any(m in serving for m in vlm_models))

@@ -1,0 +1,77 @@
+"""OCR job models: what a user asks for, what each page and the whole document come back as."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from maoocr.ocr.types import OCRLine
+from maoocr.pipeline.complexity import ComplexityAnalysis
+from maoocr.protocol.jobs import JobError
+
+RequestedStrategy = Literal["auto", "fast", "accurate", "vlm"]
+
+
+class OCROptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    strategy: RequestedStrategy = "auto"
+    first_page: int | None = Field(None, ge=1, description="1-based, inclusive")
+    last_page: int | None = Field(None, ge=1, description="1-based, inclusive; beyond the end is clamped")
+    languages: list[str] = Field(default_factory=lambda: ["en", "zh"],
+                                 description="Informational: the default PP-OCR models read Chinese and English")
+    output: Literal["text", "json", "markdown"] = "json"
+
+    @model_validator(mode="after")
+    def _range(self) -> "OCROptions":
+        if self.first_page and self.last_page and self.first_page > self.last_page:
+            raise ValueError(f"page range {self.first_page}-{self.last_page} is empty")
+        return self
+
+    @property
+    def page_range(self) -> tuple[int, int] | None:
+        if self.first_page is None and self.last_page is None:
+            return None
+        return self.first_page or 1, self.last_page or 10**9
+
+
+class PageResult(BaseModel):
+    index: int = Field(description="0-based position among the selected pages")
+    page: int = Field(description="1-based page number in the original document")
+    status: Literal["succeeded", "failed"]
+    text: str = ""
+    lines: list[OCRLine] = Field(default_factory=list)
+    complexity: ComplexityAnalysis | None = None
+    strategy: str | None = None
+    strategy_reason: str | None = None
+    engine: str | None = None
+    orientation: int = 0
+    width: int = 0
+    height: int = 0
+    timings_ms: dict[str, float] = Field(default_factory=dict)
+    error: JobError | None = None
+
+
+class DocumentStats(BaseModel):
+    pages: int
+    pages_failed: int
+    lines: int
+    characters: int
+    strategies: dict[str, int]
+    total_ms: float
+
+
+class DocumentResult(BaseModel):
+    format: str
+    pages: list[PageResult]
+    text: str
+    markdown: str
+    stats: DocumentStats
+
+
+class OCRTask(BaseModel):
+    """The Celery payload of an OCR job (the document bytes wait in Redis under the job id)."""
+
+    job_id: str
+    options: OCROptions
