@@ -6,9 +6,11 @@ import argparse
 import os
 import sys
 
+from maoocr import client_cli
+
 # command → (module run with `python -m`, help)
 _DELEGATED = {
-    "worker": ("workers.main", "run an LLM worker: maoocr worker [--gpu N] [--model NAME] [--cpu]"),
+    "worker": ("workers.main", "run a worker: maoocr worker [--gpu N] [--model NAME] [--cpu] | maoocr worker --ocr"),
     "api": ("api.server", "run the HTTP API: maoocr api [--host H] [--port P]"),
     "bench": ("bench.run", "run benchmarks and print JSON lines: maoocr bench [--only p1,…]"),
 }
@@ -25,16 +27,25 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (_, help_text) in _DELEGATED.items():
         sub.add_parser(name, help=help_text, add_help=False)
-    up = sub.add_parser("up", help="run everything here: Redis (if none is configured), a worker and the API")
+    up = sub.add_parser("up", help="run everything here: Redis (if none is configured), an LLM worker, an OCR worker and the API")
     up.add_argument("--host", default="127.0.0.1")
     up.add_argument("--port", type=int, default=8000)
     up.add_argument("--cpu", action="store_true", help="run the worker on the CPU even if a GPU is visible")
+    client_cli.add_arguments(sub)
+    sub.add_parser("ingest", help="OCR a zip, tar or directory tree into a JSON-lines file (see maoocr ingest -h)",
+                   add_help=False)
+    if argv and argv[0] == "ingest":
+        from maoocr.ingest.cli import main as ingest_main
+
+        return ingest_main(argv[1:])
     args = parser.parse_args(argv)
 
     if args.command == "up":
         from maoocr.embedded import run_up
 
         return run_up(args.host, args.port, force_cpu=args.cpu)
+    if args.command in ("submit", "status", "stream"):
+        return client_cli.run(args)
     parser.error(f"unknown command {args.command}")
     return 2
 

@@ -1,5 +1,5 @@
-"""`maoocr up`: the embedded default. Redis (MAOOCR_REDIS_URL if it answers, else a private server), one worker
-and the API, as child processes; Ctrl-C stops all of them."""
+"""`maoocr up`: the embedded default. Redis (MAOOCR_REDIS_URL if it answers, else a private server), an LLM
+worker, an OCR worker and the API, as child processes; Ctrl-C stops all of them."""
 
 from __future__ import annotations
 
@@ -63,14 +63,15 @@ def start_private_redis(data_dir: Path) -> tuple[subprocess.Popen, str]:
     raise SystemExit(f"private redis-server on port {port} did not start")
 
 
-def wait_ready(base_url: str, procs: list[subprocess.Popen], timeout_s: float = 600) -> None:
+def wait_ready(base_url: str, procs: list[subprocess.Popen], workers: int = 1, timeout_s: float = 600) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         for proc in procs:
             if proc.poll() is not None:
                 raise SystemExit(f"{proc.args[2] if len(proc.args) > 2 else proc.args} exited with {proc.returncode}")
         try:
-            if requests.get(base_url + "/readyz", timeout=2).status_code == 200:
+            reply = requests.get(base_url + "/readyz", timeout=2)
+            if reply.status_code == 200 and len(reply.json()["workers"]) >= workers:
                 return
         except requests.RequestException:
             pass
@@ -118,9 +119,10 @@ def run_up(host: str, port: int, force_cpu: bool = False) -> int:
     # Children ignore the terminal's Ctrl-C (own process group): we stop them in order, API first.
     worker = subprocess.Popen([sys.executable, "-m", "workers.main", "--model", model, *gpu_args], env=env,
                               start_new_session=True)
+    ocr_worker = subprocess.Popen([sys.executable, "-m", "workers.main", "--ocr"], env=env, start_new_session=True)
     api = subprocess.Popen([sys.executable, "-m", "api.server", "--host", host, "--port", str(port)], env=env,
                            start_new_session=True)
-    procs = [api, worker, *procs]
+    procs = [api, worker, ocr_worker, *procs]
     stopping = False
 
     def on_signal(signum, frame):
@@ -130,12 +132,13 @@ def run_up(host: str, port: int, force_cpu: bool = False) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     try:
-        print(f"Starting worker ({' '.join(gpu_args)}) and API on {base_url} …")
-        wait_ready(base_url, [api, worker])
+        print(f"Starting an LLM worker ({' '.join(gpu_args)}), an OCR worker and the API on {base_url} …")
+        wait_ready(base_url, [api, worker, ocr_worker], workers=2)
         print(f"MaoOCR is up at {base_url}  (Ctrl-C stops it)\n"
               f"  curl -s {base_url}/api/generate -H 'Content-Type: application/json' "
               f"-d '{{\"prompt\": \"Hello\", \"max_tokens\": 16, \"wait\": true}}'\n"
-              f"  OpenAI clients: base_url={base_url}/v1")
+              f"  OpenAI clients: base_url={base_url}/v1\n"
+              f"  OCR: maoocr submit FILE --wait   (or curl -F file=@scan.pdf {base_url}/v1/documents)")
         while all(p.poll() is None for p in procs):
             time.sleep(0.5)
         print("a MaoOCR process exited; stopping the rest")

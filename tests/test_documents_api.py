@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 import time
 
 import pytest
@@ -127,3 +129,28 @@ def test_missing_file_and_bad_options(stack):
     assert upload(stack, png, strategy="magic").status_code == 400
     assert upload(stack, png, pages="x-y").status_code == 400
     assert upload(stack, png, pages="5-9").status_code == 400  # beyond the document
+
+
+def test_cli_submit_status_stream(stack, tmp_path):
+    page = docgen.numbered_pages(1)[0]
+    path = tmp_path / "page.png"
+    page.image.save(path)
+    cli = [sys.executable, "-m", "maoocr.cli"]
+    done = subprocess.run([*cli, "submit", str(path), "--wait", "--api", stack.base_url], capture_output=True,
+                          text=True, timeout=240)
+    assert done.returncode == 0, done.stderr
+    assert cer("\n".join(page.lines), done.stdout.strip()) <= 0.02
+    job_id = subprocess.run([*cli, "submit", str(path), "--api", stack.base_url], capture_output=True, text=True,
+                            timeout=60).stdout.strip()
+    events = subprocess.run([*cli, "stream", job_id, "--api", stack.base_url], capture_output=True, text=True,
+                            timeout=240).stdout.splitlines()
+    assert json.loads(events[-1])["finished"]
+    record = json.loads(subprocess.run([*cli, "status", job_id, "--api", stack.base_url], capture_output=True,
+                                       text=True, timeout=60).stdout)
+    assert record["status"] == "succeeded" and record["id"] == job_id
+    missing = subprocess.run([*cli, "status", "nope", "--api", stack.base_url], capture_output=True, text=True,
+                             timeout=60)
+    assert missing.returncode == 1 and "job_not_found" in missing.stderr
+    absent = subprocess.run([*cli, "submit", str(tmp_path / "absent.png"), "--api", stack.base_url],
+                            capture_output=True, text=True, timeout=60)
+    assert absent.returncode == 2 and "is not a file" in absent.stderr

@@ -14,6 +14,7 @@ import redis
 import requests
 
 from maoocr.embedded import free_port
+from tests import docgen
 from tests.support.processes import ROOT
 
 
@@ -40,9 +41,15 @@ def test_up_runs_everything_and_ctrl_c_stops_it(tmp_path, tiny_model):
         reply = requests.post(f"http://127.0.0.1:{port}/api/generate", timeout=120,
                               json={"prompt": "hi", "max_tokens": 8, "wait": True, "ignore_eos": True})
         assert reply.status_code == 200 and reply.json()["usage"]["completion_tokens"] == 8
+        page = tmp_path / "page.png"
+        docgen.numbered_pages(1)[0].image.save(page)
+        ocr = subprocess.run([sys.executable, "-m", "maoocr.cli", "submit", str(page), "--wait", "--api",
+                              f"http://127.0.0.1:{port}"], capture_output=True, text=True, timeout=240, env=env)
+        assert ocr.returncode == 0 and "page one" in ocr.stdout, ocr.stderr
         workers = [json.loads(v) for v in map(redis.Redis.from_url(redis_url).get,
                                               redis.Redis.from_url(redis_url).keys("maoocr:worker:*"))]
-        worker_pid = workers[0]["pid"]
+        assert sorted(w.get("kind", "llm") for w in workers) == ["llm", "ocr"]
+        worker_pid = next(w["pid"] for w in workers if w.get("kind") != "ocr")
 
         proc.send_signal(signal.SIGINT)  # what Ctrl-C does
         assert proc.wait(60) == 0
