@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Literal, NamedTuple
+from typing import NamedTuple
 
 import cv2
 import numpy as np
 from PIL import Image
-from pydantic import BaseModel, Field
 
 from maoocr.errors import InvalidRequest, UnprocessableDocument
+from maoocr.pipeline.complexity_models import ComplexityAnalysis, Level, PageFeatures
 
-Level = Literal["simple", "medium", "complex"]
+__all__ = ["ComplexityAnalysis", "PageFeatures", "analyze_page"]
 
 WORK_LONG_SIDE = 1024
 SIMPLE_BELOW = 0.30
@@ -24,45 +24,6 @@ MIN_SIDE_PX = 32
 # Aspect ratio -> long side in inches. A-series pages share one ratio; A4 is by far the most common.
 _PAPER_SIZES = ((math.sqrt(2.0), 11.69), (11.0 / 8.5, 11.0), (14.0 / 8.5, 14.0))
 _BLUR_OFFSET = 0.21
-
-
-class PageFeatures(BaseModel):
-    width_px: int
-    height_px: int
-    dpi: float
-    dpi_source: Literal["given", "paper_size", "line_pitch", "assumed_a4"]
-    is_blank: bool
-    inverted: bool = Field(description="light text on a dark background (levels below are after inversion)")
-    ink_ratio: float = Field(description="fraction of page pixels that are ink")
-    text_area_ratio: float = Field(description="fraction of ~0.05 in cells that hold >= 5 % ink")
-    text_lines_per_column: int
-    line_height_px: float = Field(description="median text-line height, ascenders to descenders, full-res px")
-    skew_deg: float = Field(description="counter-clockwise tilt of the text lines; image.rotate(-skew) deskews")
-    orientation: Literal[0, 90, 180, 270] = Field(
-        description="counter-clockwise rotation of the upright page; image.rotate(-orientation, expand=True) undoes it")
-    orientation_confidence: float = Field(description="0..1; <= 0.5: 0 vs 180 (90 vs 270) undecided")
-    columns: int = Field(description="text columns separated by whitespace gutters; 0 on a blank page")
-    has_table: bool
-    horizontal_rules: int
-    vertical_rules: int
-    table_area_ratio: float
-    contrast: float = Field(description="(paper level - ink level) / 255")
-    background_level: float
-    ink_level: float
-    noise_sigma: float = Field(description="robust noise sigma in gray levels at full resolution")
-    snr: float = Field(description="contrast in gray levels / noise sigma, capped at 100")
-    mean_saturation: float
-    color_ratio: float = Field(description="fraction of pixels with HSV saturation > 0.25 that are not dark")
-    is_color: bool
-
-
-class ComplexityAnalysis(BaseModel):
-    score: float = Field(ge=0.0, le=1.0)
-    level: Level
-    features: PageFeatures
-    contributions: dict[str, float] = Field(default_factory=dict, description="per-cue parts of the score")
-    analysis_ms: float
-    analyzer: str = "heuristic"
 
 
 class _Ink(NamedTuple):
@@ -76,13 +37,14 @@ class _Ink(NamedTuple):
     is_blank: bool
 
 
-class _Runs(NamedTuple):  # text-line runs in per-strip profiles
+class _Runs(NamedTuple):
+    """Text-line runs in per-strip profiles, as indices into the strips' profiles laid end to end."""
+
     starts: np.ndarray
-    ends: np.ndarray
+    ends: np.ndarray  # exclusive
+    first: np.ndarray  # first row of each run's x-height band (rows >= half the run's peak)
+    last: np.ndarray  # its last row
     strips: np.ndarray
-    above: np.ndarray  # ink above each run's x-height band
-    below: np.ndarray  # ink below it
-    mass: np.ndarray  # all the run's ink
 
 
 def analyze_page(image: Image.Image, dpi: float | None = None) -> ComplexityAnalysis:
@@ -100,10 +62,11 @@ def analyze_page(image: Image.Image, dpi: float | None = None) -> ComplexityAnal
       share baselines): 1 deg steps at 1/4 scale for horizontal and for vertical lines, the axis whose best
       angle stands out more wins; then 0.5 deg steps at 1/2 scale, one slice per text column, and a parabolic
       peak fit (error <= ~0.2 deg on synthetic pages).
-    - 0 vs 180 (90 vs 270): Latin lines carry more ink above their x-height band (ascenders, capitals, i-dots)
-      than below it (descenders). Reliable for Latin prose; weak for tables of numbers, CJK (|cue| <= ~0.15
-      either way) and digits (none). When weak, the base orientation (0 or 90) is reported with
-      orientation_confidence <= 0.5: read that as "upright or upside down, unknown".
+    - 0 vs 180 (90 vs 270): in Latin text more glyphs rise above the x-height band (ascenders, capitals,
+      i-dots) than hang below it (descenders), counted on lines that have both. Reliable for clean Latin prose;
+      CJK, digits, tables of numbers and heavy noise leave too few such lines or too small a difference. Then
+      the base orientation (0 or 90) is reported with orientation_confidence <= 0.5: read that as "upright or
+      upside down, unknown".
     - columns: whitespace gutters >= 0.12 in wide in the ink profile along the lines, table area excluded.
     - tables: >= 2 horizontal and >= 2 vertical ruled lines (5 in all) that overlap, by morphological opening of
       the deskewed page. Borderless, dashed-rule and horizontal-rules-only tables are not detected.
@@ -173,8 +136,8 @@ def _geometry(full: np.ndarray, ink: _Ink, k: int, dpi: float | None, dpi_source
         dpi, dpi_source = round(max(full.shape[:2]) / 11.69, 1), "assumed_a4"
 
     cues = _crop_cues(full, ink, k, skew, vertical, quarter, dpi)
-    # Upright Latin prose scores ~0.15-0.6, CJK up to ~0.15 either way, digits 0 (measured on synthetic pages).
-    flip_conf = min(1.0, abs(cues.asymmetry) / 0.25) * min(1.0, cues.lines_used / 8.0)
+    # Upright Latin prose scores ~0.15-0.4 on synthetic pages; CJK and digits rarely have lines with both zones.
+    flip_conf = min(1.0, abs(cues.asymmetry) / 0.2) * min(1.0, cues.lines_used / 8.0)
     flipped = cues.asymmetry < 0 and flip_conf >= 0.5
     h_rules, v_rules, box = _table_rules(ink.rules, skew, dpi / k)
     table_area = 0.0
@@ -416,9 +379,9 @@ def _strip_profiles(img: np.ndarray, lo: int, hi: int, strips: int) -> np.ndarra
 
 
 def _runs(prof: np.ndarray, rel_thresh: float, min_len: int) -> _Runs:
-    """Line runs per strip and the ink above / below each run's x-height band (rows >= half its peak)."""
+    """Line runs of each strip's profile (rows with ink above a noise floor) and their x-height bands."""
     strips, length = prof.shape
-    # The 20th-percentile row is an inter-line gap: its ink is noise, removed before measuring the zones.
+    # The 20th-percentile row is an inter-line gap: its ink is noise.
     floor = np.percentile(prof, 20, axis=1, keepdims=True)
     prof = np.maximum(prof - floor, 0.0)
     thresh = rel_thresh * prof.max(axis=1, keepdims=True) + 1.5 * floor
@@ -429,23 +392,17 @@ def _runs(prof: np.ndarray, rel_thresh: float, min_len: int) -> _Runs:
     keep = ends - starts >= min_len
     starts, ends = starts[keep], ends[keep]
     if starts.size == 0:
-        empty = np.zeros(0, dtype=np.int64)
-        return _Runs(empty, empty, empty, *(empty.astype(np.float64),) * 3)
+        return _Runs(*(np.zeros(0, dtype=np.int64),) * 5)
     rows = np.arange(flat.size)
     run = np.maximum(np.searchsorted(starts, rows, side="right") - 1, 0)
     core = (rows >= starts[run]) & (rows < ends[run]) & (flat >= 0.5 * np.maximum.reduceat(flat, starts)[run])
     first = np.minimum.reduceat(np.where(core, rows, flat.size), starts)
     last = np.maximum.reduceat(np.where(core, rows, -1), starts)
-    cum = np.concatenate(([0.0], np.cumsum(flat)))
-    # One guard row each side of the band: partly covered edge rows would swamp the thin zones.
-    above = np.maximum(cum[np.maximum(first - 1, starts)] - cum[starts], 0.0)
-    below = np.maximum(cum[ends] - cum[np.minimum(last + 2, ends)], 0.0)
-    return _Runs(starts % (length + 1), ends % (length + 1), starts // (length + 1), above, below,
-                 cum[ends] - cum[starts])
+    return _Runs(starts, ends, first, last, starts // (length + 1))
 
 
 class _CropCues(NamedTuple):
-    asymmetry: float  # mean over lines of (above - below) / (above + below); > 0 means upright
+    asymmetry: float  # (ascender-zone glyphs - descender-zone glyphs) / both, over lines having both; > 0: upright
     lines_used: int
     line_height: float  # full px
     ink: float
@@ -486,13 +443,21 @@ def _crop_cues(full: np.ndarray, ink: _Ink, k: int, skew: float, vertical: bool,
     runs = _runs(_strip_profiles(mask, 0, mask.shape[1] - 1, 4), rel_thresh=0.01, min_len=4)
     if runs.starts.size == 0:
         return _CropCues(0.0, 0, 0.0, ink_level, background)
-    heights = (runs.ends - runs.starts).astype(np.float64)
+    heights = runs.ends - runs.starts
     med = float(np.median(heights))
-    # Line-sized runs only (tall ones are figures or merged blocks); one bounded vote per line, so that no
-    # single odd run decides.
-    a, b = runs.above[heights <= 2.5 * med], runs.below[heights <= 2.5 * med]
-    per_line = np.where(a + b > 0, (a - b) / np.maximum(a + b, 1e-9), 0.0)
-    return _CropCues(float(per_line.mean()), int(per_line.size), med * kc, ink_level, background)
+    # Glyphs crossing a row a little above / below the x-height band: ascenders, capitals and i-dots above,
+    # descenders below. Counting glyphs (0->1 steps along the row), not ink, keeps wide descender tails from
+    # outweighing thin stems. Only lines with both zones vote: a line with one zone is either prose without
+    # descenders or, upside down, digits with commas.
+    steps = _strip_profiles(cv2.compare(mask[:, 1:], mask[:, :-1], cv2.CMP_GT), 0, mask.shape[1] - 2, 4) / 255.0
+    steps = np.concatenate([steps, np.zeros((steps.shape[0], 1))], axis=1).ravel()
+    offset = np.maximum(2, np.round(0.2 * (runs.last - runs.first + 1))).astype(np.int64)
+    up, down = runs.first - offset, runs.last + offset
+    above = np.where(up >= runs.starts, steps[np.clip(up, 0, steps.size - 1)], 0.0)
+    below = np.where(down < runs.ends, steps[np.clip(down, 0, steps.size - 1)], 0.0)
+    both = (above > 0) & (below > 0) & (heights <= 2.5 * med)  # taller runs are figures or merged lines
+    a, b = float(above[both].sum()), float(below[both].sum())
+    return _CropCues((a - b) / (a + b) if both.any() else 0.0, int(both.sum()), med * kc, ink_level, background)
 
 
 def _table_rules(rules: np.ndarray, skew: float, work_dpi: float) -> tuple[int, int, tuple[int, int, int, int] | None]:

@@ -17,12 +17,9 @@ from maoocr.documents import LoadedDocument, load_document
 from maoocr.errors import MaoOCRError
 from maoocr.jobs import JobStore, error_fields
 from maoocr.ocr.base import OCREngine
-from maoocr.ocr.registry import get_ocr_engine
 from maoocr.pipeline.assemble import assemble
-from maoocr.pipeline.page import failed_page, process_page
-from maoocr.pipeline.resources import read_resources
 from maoocr.protocol.generation import StreamChunk
-from maoocr.protocol.jobs import JobRecord
+from maoocr.protocol.jobs import JobError, JobRecord
 from maoocr.protocol.ocr import OCROptions, PageResult
 from maoocr.streams import StreamStore
 
@@ -71,6 +68,10 @@ class OCRJobs:
 
     def run_page(self, job_id: str, options: OCROptions, index: int) -> PageResult:
         """One page; any failure becomes a failed page with its reason, never a failed job."""
+        # Imported here: the API process uses this class to accept uploads and must not load OpenCV or ONNX.
+        from maoocr.pipeline.page import process_page
+        from maoocr.pipeline.resources import read_resources
+
         page_number = index + 1
         try:
             doc = self.document(job_id, options)
@@ -132,6 +133,8 @@ class OCRJobs:
         self.streams.append([StreamChunk(job_id=job_id, event="progress", progress=progress)])
 
     def _default_engine(self, strategy: str) -> OCREngine:
+        from maoocr.ocr.registry import get_ocr_engine
+
         if strategy == "vlm":
             # No VLM OCR backend is wired into this worker; strategy selection only routes here when a
             # multimodal worker is alive, so say so rather than silently using another engine.
@@ -140,3 +143,7 @@ class OCRJobs:
             return get_ocr_engine("rapidocr", profile="accurate" if strategy == "accurate" else "fast",
                                   threads=self.engine_threads)
         return get_ocr_engine(self.settings.ocr.engine)
+
+
+def failed_page(index: int, page: int, code: str, message: str) -> PageResult:
+    return PageResult(index=index, page=page, status="failed", error=JobError(code=code, message=message))

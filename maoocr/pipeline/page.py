@@ -30,6 +30,3 @@ def process_page(image: Image.Image, index: int, page: int, options: OCROptions,
                       engine=ocr.engine, orientation=ocr.orientation, width=ocr.width, height=ocr.height,
                       timings_ms=timings)
 
-
-def failed_page(index: int, page: int, code: str, message: str) -> PageResult:
-    return PageResult(index=index, page=page, status="failed", error={"code": code, "message": message})

@@ -21,7 +21,7 @@ from typing import Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt
 
 from maoocr.errors import InvalidRequest
-from maoocr.pipeline.complexity import ComplexityAnalysis
+from maoocr.pipeline.complexity_models import ComplexityAnalysis
 
 Strategy = Literal["fast", "accurate", "vlm"]
 Requested = Literal["auto", "fast", "accurate", "vlm"]

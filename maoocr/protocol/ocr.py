@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from maoocr.ocr.types import OCRLine
-from maoocr.pipeline.complexity import ComplexityAnalysis
+from maoocr.pipeline.complexity_models import ComplexityAnalysis
 from maoocr.protocol.jobs import JobError
 
 RequestedStrategy = Literal["auto", "fast", "accurate", "vlm"]
