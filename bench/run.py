@@ -5,12 +5,22 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 
 
 def _p1(args) -> list[dict]:
     from bench import p1_batching
 
-    return p1_batching.run(concurrency=args.concurrency, max_tokens=args.max_tokens, model_path=args.model_path)
+    model_path = args.model_path
+    if args.dummy:
+        from bench.dummy_model import build_dummy_model
+
+        model_path = str(build_dummy_model(tempfile.mkdtemp(prefix="maoocr-dummy-"), args.dummy))
+    options = p1_batching.P1Options(
+        concurrency=args.concurrency, max_tokens=args.max_tokens, model_path=model_path, gpu=args.gpu,
+        load_format="dummy" if args.dummy else "auto", max_model_len=args.max_model_len,
+        prompt_words=args.prompt_words or (256 if args.dummy else 0), offline=args.offline)
+    return p1_batching.run(options)
 
 
 def _complexity(args) -> list[dict]:
@@ -28,6 +38,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=32, help="P1: concurrent jobs")
     parser.add_argument("--max-tokens", type=int, default=128, help="P1: output tokens per job")
     parser.add_argument("--model-path", help="P1: weights to serve (default: the tiny demo model)")
+    parser.add_argument("--dummy", choices=["0.5b", "7b"], help="P1: Qwen2.5 architecture with dummy weights")
+    parser.add_argument("--gpu", action="store_true", help="P1: run the worker and the direct engine on GPU 0")
+    parser.add_argument("--max-model-len", type=int, default=1024, help="P1: context length")
+    parser.add_argument("--prompt-words", type=int, default=0, help="P1: WordLevel prompt length (with --dummy)")
+    parser.add_argument("--offline", action="store_true", help="P1: also time offline LLM.generate")
     args = parser.parse_args(argv)
     chosen = [name.strip() for name in args.only.split(",") if name.strip()]
     unknown = [name for name in chosen if name not in BENCHMARKS]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import redis
 import requests
+import yaml
 
 from maoocr.embedded import free_port, redis_server_binary
 
@@ -61,12 +62,16 @@ def start_redis(workdir: Path, port: int | None = None, extra: list[str] | None 
     raise RuntimeError(f"redis-server did not start on {port}")
 
 
-def write_config(directory: Path, redis_url: str, model_path: str, max_model_len: int = 1024) -> Path:
-    """A maoocr.yaml + models file for one tiny model named `tiny`; returns the maoocr.yaml path."""
+def write_config(directory: Path, redis_url: str, model_path: str, model: dict | None = None) -> Path:
+    """A maoocr.yaml + models file for one model named `tiny`; returns the maoocr.yaml path.
+
+    `model` overrides the model's settings (max_model_len, max_num_seqs, load_format, …).
+    """
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "vllm_models.yaml").write_text(
-        f"models:\n  tiny:\n    model_path: {model_path}\n    model_type: text\n"
-        f"    max_model_len: {max_model_len}\n    max_num_seqs: 64\napi:\n  default_model: tiny\n")
+    settings = {"model_path": model_path, "model_type": "text", "max_model_len": 1024, "max_num_seqs": 64,
+                **(model or {})}
+    (directory / "vllm_models.yaml").write_text(yaml.safe_dump(
+        {"models": {"tiny": settings}, "api": {"default_model": "tiny"}}))
     config = directory / "maoocr.yaml"
     config.write_text(f"redis_url: {redis_url}\nmodels_file: {directory / 'vllm_models.yaml'}\n"
                       f"data_dir: {directory / 'data'}\nlog_level: INFO\n"
@@ -77,8 +82,9 @@ def write_config(directory: Path, redis_url: str, model_path: str, max_model_len
 def service_env(config: Path, scratch: Path) -> dict[str, str]:
     scratch.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAOOCR_")}
+    python_path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
     env.update(MAOOCR_CONFIG=str(config), TMPDIR=str(scratch), HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1",
-               PYTHONPATH=str(ROOT))
+               PYTHONPATH=python_path)
     return env
 
 
@@ -90,7 +96,7 @@ def start_module(name: str, module: str, args: list[str], env: dict[str, str], l
     return Proc(name, popen, log)
 
 
-def wait_http(url: str, procs: list[Proc], timeout_s: float = 300, status: int = 200) -> None:
+def wait_http(url: str, procs: list[Proc], timeout_s: float = 600, status: int = 200) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         for proc in procs:
@@ -122,13 +128,13 @@ class Stack:
 
 
 def start_stack(workdir: Path, redis_url: str, model_path: str, worker_args: list[str] | None = None,
-                ocr_worker: bool = False) -> Stack:
-    config = write_config(workdir / "configs", redis_url, model_path)
+                ocr_worker: bool = False, model: dict | None = None) -> Stack:
+    config = write_config(workdir / "configs", redis_url, model_path, model)
     env = service_env(config, workdir / "tmp")
     port = free_port()
     stack = Stack(redis_url, f"http://127.0.0.1:{port}", config, env, workdir / "logs")
     try:
-        stack.procs.append(start_module("worker", "workers.main", ["--cpu", *(worker_args or [])], env, stack.logdir))
+        stack.procs.append(start_module("worker", "workers.main", worker_args or ["--cpu"], env, stack.logdir))
         if ocr_worker:
             stack.procs.append(start_module("ocr-worker", "workers.main", ["--ocr"], env, stack.logdir))
         stack.procs.append(start_module("api", "api.server", ["--host", "127.0.0.1", "--port", str(port)], env,
