@@ -25,5 +25,6 @@ def readyz():
     except redis.RedisError as exc:
         return {"status": "unavailable", "redis": f"down: {exc}", "workers": []}, 503
     body = {"status": "ready" if workers else "unavailable", "redis": "up",
-            "workers": [{"name": w.get("name"), "model": w.get("model"), "queue": w.get("queue")} for w in workers]}
+            "workers": [{"name": w.get("name"), "kind": w.get("kind"), "model": w.get("model"), "queue": w.get("queue")}
+                        for w in workers]}
     return body, 200 if workers else 503

@@ -3,7 +3,7 @@
 # MaoOCR's own pure-Python needs (wheels carried in .gpu4/wheels, into /tmp/site2), and put the carried
 # redis-server on PATH. Source it: `source bench/gpu_setup.sh`.
 set -e
-bash .gpu1/install.sh
+bash "$(ls .gpu*/install.sh | head -1)"
 if [ ! -f /tmp/site2/.done ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site2 .gpu4/wheels/*.whl
   mkdir -p /tmp/bin && cp .gpu4/redis-server /tmp/bin/ && chmod +x /tmp/bin/redis-server

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from typing import Any, Iterable
 
 import redis
 
-from maoocr.redis_client import subscribe_confirmed
+from maoocr.job_events import JobDoneListener
 from maoocr.streams import StreamStore
 from maoocr.errors import JobNotFound, MaoOCRError
 from maoocr.protocol.generation import StreamChunk
@@ -34,6 +35,7 @@ return {1, cur}
 """
 
 _JSON_FIELDS = ("progress", "result", "error")
+_listener_lock = threading.Lock()
 
 
 def new_job_id() -> str:
@@ -65,6 +67,7 @@ class JobStore:
         self.redis = client
         self.ttl_s = ttl_s
         self._transition = client.register_script(_TRANSITION)
+        self._listener: JobDoneListener | None = None
 
     def create(self, kind: JobKind, *, model: str | None = None, owner: str | None = None,
                job_id: str | None = None) -> JobRecord:
@@ -102,22 +105,30 @@ class JobStore:
         return bool(moved), before
 
     def wait(self, job_id: str, timeout_s: float, owner: str | None = None) -> JobRecord:
-        """Block until the job is in a terminal state (woken by its done channel, not by polling)."""
-        pubsub = self.redis.pubsub()
+        """Block until the job is in a terminal state, woken by the process's shared done-listener."""
+        listener = self._done_listener()
+        event = listener.register(job_id)
         try:
-            subscribe_confirmed(pubsub, DONE_CHANNEL.format(job_id))
             deadline = time.monotonic() + timeout_s
             while True:
-                # Read after the subscription is confirmed, so a transition between the two cannot be missed.
+                # Read after registering, so a transition between the two cannot be missed.
                 record = self.get(job_id, owner)
                 if record.terminal:
                     return record
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise TimeoutError(f"job {job_id} did not finish within {timeout_s} s")
-                pubsub.get_message(timeout=min(remaining, 5.0))
+                # Re-read now and then anyway: a done event sent while Redis was away is lost.
+                event.wait(min(remaining, 5.0))
+                event.clear()
         finally:
-            pubsub.close()
+            listener.unregister(job_id, event)
+
+    def _done_listener(self) -> JobDoneListener:
+        with _listener_lock:
+            if self._listener is None:
+                self._listener = JobDoneListener(self.redis)
+            return self._listener
 
     def cancel(self, job_id: str, streams: StreamStore, owner: str | None = None) -> JobRecord:
         """Cancel a queued or running job. A finished job stays as it is.

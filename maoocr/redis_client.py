@@ -8,6 +8,7 @@ import time
 import redis
 import redis.asyncio as aioredis
 
+MAX_CONNECTIONS = 2048
 _pools: dict[tuple[str, bool], redis.ConnectionPool] = {}
 _lock = threading.Lock()
 
@@ -20,8 +21,11 @@ def connect(url: str, decode: bool = True) -> redis.Redis:
     with _lock:
         pool = _pools.get((url, decode))
         if pool is None:
-            pool = redis.ConnectionPool.from_url(url, decode_responses=decode, health_check_interval=30,
-                                                 socket_connect_timeout=5, retry_on_timeout=True)
+            # Blocking: at the cap a caller waits for a free connection instead of failing (redis-py's
+            # default pool raises "Too many connections" at 100, which 512 concurrent jobs reach).
+            pool = redis.BlockingConnectionPool.from_url(url, decode_responses=decode, health_check_interval=30,
+                                                         socket_connect_timeout=5, retry_on_timeout=True,
+                                                         max_connections=MAX_CONNECTIONS, timeout=30)
             _pools[(url, decode)] = pool
     return redis.Redis(connection_pool=pool)
 

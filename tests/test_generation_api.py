@@ -32,7 +32,7 @@ def test_health_and_readiness(stack):
     assert requests.get(stack.base_url + "/healthz").json() == {"status": "ok"}
     ready = requests.get(stack.base_url + "/readyz").json()
     assert ready["status"] == "ready" and ready["redis"] == "up"
-    assert [w["model"] for w in ready["workers"]] == ["tiny"]
+    assert sorted((w["kind"], str(w["model"])) for w in ready["workers"]) == [("llm", "tiny"), ("ocr", "None")]
 
 
 def test_openai_client_chat_completion(stack):
@@ -169,7 +169,7 @@ def test_cancel_mid_stream(stack):
     deadline = time.monotonic() + 20
     while requests.get(stack.base_url + "/readyz").status_code == 200:
         r = redis.Redis.from_url(stack.redis_url, decode_responses=True)
-        info = [json.loads(r.get(k)) for k in r.scan_iter("maoocr:worker:*")]
+        info = [w for w in map(json.loads, map(r.get, r.scan_iter("maoocr:worker:*"))) if w["kind"] == "llm"]
         if all(w["load"]["running"] == 0 for w in info):
             break
         assert time.monotonic() < deadline, info

@@ -48,7 +48,7 @@ def test_up_runs_everything_and_ctrl_c_stops_it(tmp_path, tiny_model):
         assert ocr.returncode == 0 and "page one" in ocr.stdout, ocr.stderr
         workers = [json.loads(v) for v in map(redis.Redis.from_url(redis_url).get,
                                               redis.Redis.from_url(redis_url).keys("maoocr:worker:*"))]
-        assert sorted(w.get("kind", "llm") for w in workers) == ["llm", "ocr"]
+        assert sorted(w["kind"] for w in workers) == ["llm", "ocr"]
         worker_pid = next(w["pid"] for w in workers if w.get("kind") != "ocr")
 
         proc.send_signal(signal.SIGINT)  # what Ctrl-C does

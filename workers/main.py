@@ -59,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
                       StreamWriter(StreamStore(client, settings.ttls.stream_s)), client)
     host.start()
     heartbeat = Heartbeat(client, name, settings.ttls.heartbeat_s,
-                          lambda: {"queue": queue, "concurrency": concurrency, "gpu": args.gpu, **host.describe()})
+                          lambda: {"kind": "llm", "queue": queue, "concurrency": concurrency, "gpu": args.gpu,
+                                   **host.describe()})
     heartbeat.start()
     log.warning("worker %s: engine ready", name)
 

@@ -111,7 +111,11 @@ class VLLMEngine(LLMEngine):
     def load(self) -> dict[str, int]:
         if self._engine is None:
             return {"running": 0, "waiting": 0}
-        return {"running": self._engine.get_num_unfinished_requests(), "waiting": 0}
+        # vLLM ≥ 0.32 has it on AsyncLLM; 0.25 only on its output processor.
+        count = getattr(self._engine, "get_num_unfinished_requests", None)
+        if count is None:
+            count = self._engine.output_processor.get_num_unfinished_requests
+        return {"running": count(), "waiting": 0}
 
     def info(self) -> ModelInfo:
         return ModelInfo(name=self.name, model_path=self.model_path, model_type=self.model.model_type,

@@ -1,0 +1,322 @@
+"""Send every entry of a source to the MaoOCR API with bounded concurrency, retries and resume; one JSON line each."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import sys
+import threading
+import time
+from collections import Counter
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from pathlib import Path
+from typing import Any, Literal
+
+import requests
+from pydantic import BaseModel, ConfigDict, Field
+from tqdm import tqdm
+
+from maoocr.ingest.archive import Entry, IngestLimits, Refused, open_source
+
+DEFAULT_API_URL = "http://127.0.0.1:8000"
+Status = Literal["succeeded", "failed", "rejected", "refused", "error"]
+STATUSES: tuple[str, ...] = ("succeeded", "failed", "rejected", "refused", "error")
+# Worth another try: the server is busy, overloaded or restarting. 408/425 are "come back later" too.
+TRANSIENT_HTTP = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+def default_api_url() -> str:
+    return os.environ.get("MAOOCR_API_URL", DEFAULT_API_URL)
+
+
+class IngestConfig(BaseModel):
+    """How to talk to the API. Backoffs double from `backoff_s` with jitter, capped at `backoff_max_s`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    api_url: str = Field(default_factory=default_api_url)
+    concurrency: int = Field(4, ge=1, le=64)
+    max_attempts: int = Field(5, ge=1, description="Uploads per file, and consecutive failed polls per job.")
+    backoff_s: float = Field(1.0, ge=0)
+    backoff_max_s: float = Field(30.0, ge=0)
+    poll_interval_s: float = Field(0.25, gt=0, description="First status poll; grows 1.5x up to the max.")
+    poll_max_interval_s: float = Field(2.0, gt=0)
+    job_timeout_s: float = Field(3600.0, gt=0, description="Give up waiting on one job after this long.")
+    connect_timeout_s: float = Field(10.0, gt=0)
+    read_timeout_s: float = Field(120.0, gt=0)
+    form: dict[str, str] = Field(default_factory=dict, description="Extra form fields: strategy, pages, output.")
+    max_files: int | None = Field(None, ge=0, description="Send at most this many files, then stop.")
+    progress: bool = True
+
+
+class IngestRecord(BaseModel):
+    """One output line. `result` for succeeded files, `error` for the rest."""
+
+    path: str
+    job_id: str | None = None
+    status: Status
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    attempts: int = 0
+    seconds: float = 0.0
+
+    def to_line(self) -> str:
+        data = self.model_dump()
+        for key in ("result", "error"):
+            if data[key] is None:
+                del data[key]
+        # ASCII: tar names that are not UTF-8 arrive as lone surrogates, which only escaped JSON can carry.
+        return json.dumps(data)
+
+
+def succeeded_paths(out_path: str | os.PathLike[str]) -> set[str]:
+    """Paths whose last line in an earlier output says succeeded; unreadable (e.g. half-written) lines are skipped."""
+    last: dict[str, str] = {}
+    try:
+        with open(out_path, encoding="utf-8", errors="replace") as lines:
+            for line in lines:
+                try:
+                    row = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(row, dict) and isinstance(row.get("path"), str):
+                    last[row["path"]] = str(row.get("status"))
+    except FileNotFoundError:
+        pass
+    return {path for path, status in last.items() if status == "succeeded"}
+
+
+class _Output:
+    """Append-only JSONL, one flushed line per finished file; only the calling thread writes."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.file = open(path, "a+b")  # noqa: SIM115 — closed in close()
+        self.file.seek(0, os.SEEK_END)
+        if self.file.tell():
+            self.file.seek(-1, os.SEEK_END)
+            if self.file.read(1) != b"\n":
+                self.file.write(b"\n")  # a run killed mid-line: keep its fragment on a line of its own
+
+    def write(self, record: IngestRecord) -> None:
+        self.file.write(record.to_line().encode() + b"\n")
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()
+
+
+class _Client:
+    """Upload one file and wait for its job; every exit becomes an IngestRecord, never an exception."""
+
+    def __init__(self, config: IngestConfig, stop: threading.Event) -> None:
+        self.config = config
+        self.api = config.api_url.rstrip("/")
+        self.stop = stop
+        self.local = threading.local()
+        self.timeout = (config.connect_timeout_s, config.read_timeout_s)
+
+    @property
+    def session(self) -> requests.Session:
+        # requests.Session is not thread-safe: one per worker thread, reused for its keep-alive connections.
+        if not hasattr(self.local, "session"):
+            self.local.session = requests.Session()
+        return self.local.session
+
+    def backoff(self, attempt: int, response: requests.Response | None = None) -> float:
+        retry_after = response.headers.get("Retry-After") if response is not None else None
+        if retry_after and retry_after.isdigit():
+            return min(float(retry_after), self.config.backoff_max_s)
+        # Full jitter keeps N threads that failed together from retrying together.
+        base = min(self.config.backoff_s * 2 ** (attempt - 1), self.config.backoff_max_s)
+        return base * random.uniform(0.5, 1.0)
+
+    def send(self, name: str, data: bytes) -> IngestRecord:
+        started = time.monotonic()
+        record = self._submit(name, data)
+        if isinstance(record, tuple):
+            record = self._await(name, *record, started)
+        record.seconds = round(time.monotonic() - started, 3)
+        return record
+
+    def _submit(self, name: str, data: bytes) -> tuple[str, int] | IngestRecord:
+        """(job id, uploads it took), or the record of a file that will not get a job."""
+        last = ""
+        for attempt in range(1, self.config.max_attempts + 1):
+            response = None
+            try:
+                response = self.session.post(f"{self.api}/v1/documents", data=self.config.form,
+                                             files={"file": (name.rsplit("/", 1)[-1], data)}, timeout=self.timeout)
+            except requests.RequestException as exc:
+                last = f"{type(exc).__name__}: {exc}"
+            else:
+                if response.status_code == 202:
+                    try:
+                        return _job_id(response), attempt
+                    except ValueError as exc:
+                        last = f"unexpected reply to the upload: {exc}"
+                elif response.status_code in TRANSIENT_HTTP:
+                    last = f"HTTP {response.status_code}: {_error(response)['message']}"
+                else:
+                    error = {**_error(response), "http_status": response.status_code}
+                    return IngestRecord(path=name, status="rejected", error=error, attempts=attempt)
+            if attempt < self.config.max_attempts and self.stop.wait(self.backoff(attempt, response)):
+                return _gave_up(name, "interrupted", "the run was interrupted", attempt)
+        return _gave_up(name, "unavailable", f"upload failed {self.config.max_attempts} times; last: {last}",
+                        self.config.max_attempts)
+
+    def _await(self, name: str, job_id: str, attempts: int, started: float) -> IngestRecord:
+        interval = self.config.poll_interval_s
+        failures = 0
+        last = ""
+        while True:
+            if self.stop.wait(interval):
+                return _gave_up(name, "interrupted", "the run was interrupted", attempts, job_id)
+            interval = min(interval * 1.5, self.config.poll_max_interval_s)
+            if time.monotonic() - started > self.config.job_timeout_s:
+                return _gave_up(name, "timeout", f"job not finished after {self.config.job_timeout_s:.0f} s",
+                                attempts, job_id)
+            response = None
+            try:
+                response = self.session.get(f"{self.api}/v1/jobs/{job_id}", timeout=self.timeout)
+                if response.status_code == 200:
+                    job = response.json()
+                    failures = 0
+                    if job.get("status") in ("succeeded", "failed", "cancelled"):
+                        return _finished(name, job_id, job, attempts)
+                    continue
+                if response.status_code not in TRANSIENT_HTTP:
+                    # 404: the record expired or Redis lost it; sending the file again is the cure.
+                    return _gave_up(name, "job_lost", f"HTTP {response.status_code} polling the job: "
+                                    f"{_error(response)['message']}", attempts, job_id)
+                last = f"HTTP {response.status_code}: {_error(response)['message']}"
+            except (requests.RequestException, ValueError) as exc:
+                last = f"{type(exc).__name__}: {exc}"
+            failures += 1
+            if failures >= self.config.max_attempts:
+                return _gave_up(name, "unavailable", f"polling failed {failures} times in a row; last: {last}",
+                                attempts, job_id)
+            interval = max(interval, self.backoff(failures, response))
+
+
+def _job_id(response: requests.Response) -> str:
+    body = response.json()
+    job_id = body.get("job_id") if isinstance(body, dict) else None
+    if not isinstance(job_id, str) or not job_id:
+        raise ValueError(f"no job_id in {response.text[:200]!r}")
+    return job_id
+
+
+def _error(response: requests.Response) -> dict[str, Any]:
+    try:
+        error = response.json()["error"]
+        return {"code": str(error["code"]), "message": str(error["message"])}
+    except (ValueError, KeyError, TypeError):
+        return {"code": f"http_{response.status_code}", "message": response.text[:500] or response.reason}
+
+
+def _gave_up(name: str, code: str, message: str, attempts: int, job_id: str | None = None) -> IngestRecord:
+    return IngestRecord(path=name, job_id=job_id, status="error", error={"code": code, "message": message},
+                        attempts=attempts)
+
+
+def _finished(name: str, job_id: str, job: dict[str, Any], attempts: int) -> IngestRecord:
+    if job["status"] == "succeeded":
+        return IngestRecord(path=name, job_id=job_id, status="succeeded", result=job.get("result") or {},
+                            attempts=attempts)
+    error = job.get("error") or {"code": job["status"], "message": f"the job was {job['status']}"}
+    return IngestRecord(path=name, job_id=job_id, status="failed", error=error, attempts=attempts)
+
+
+def _refused(entry: Entry, reason: str) -> IngestRecord:
+    return IngestRecord(path=entry.name, status="refused", error={"code": "refused", "message": reason})
+
+
+def ingest(source: str | os.PathLike[str], out: str | os.PathLike[str], config: IngestConfig | None = None,
+           limits: IngestLimits | None = None) -> dict[str, int]:
+    """Ingest every entry of `source`, appending one line per file to `out`; returns counts per status.
+
+    Files whose last line in `out` says succeeded are skipped (counted as "skipped"); an interrupted run
+    (Ctrl-C) writes what finished, marks what was in flight as errors and sets "interrupted" to 1.
+    """
+    config = config or IngestConfig()
+    done = succeeded_paths(out)
+    counts: Counter[str] = Counter({status: 0 for status in (*STATUSES, "skipped")})
+    stop = threading.Event()
+    client = _Client(config, stop)
+    started = time.monotonic()
+    pending: dict[Future[IngestRecord], str] = {}
+
+    with open_source(source, limits) as src, tqdm(total=src.total, unit="file", file=sys.stderr,
+                                                   disable=not config.progress, dynamic_ncols=True) as bar:
+        output = _Output(out)
+        pool = ThreadPoolExecutor(config.concurrency, thread_name_prefix="ingest")
+
+        def finish(record: IngestRecord) -> None:
+            output.write(record)
+            counts[record.status] += 1
+            bar.update(1)
+            bar.set_postfix({k: v for k, v in counts.items() if v}, refresh=False)
+
+        def drain(block: bool) -> None:
+            finished = wait(pending, return_when=FIRST_COMPLETED).done if block else set(pending)
+            for future in finished:
+                name = pending.pop(future)
+                if future.cancelled():
+                    continue  # never started: no line, so a resumed run sends it
+                if future.exception() is not None:  # a bug, not the file's fault: keep it re-sendable
+                    finish(_gave_up(name, "internal", repr(future.exception()), 0))
+                else:
+                    finish(future.result())
+
+        try:
+            sent = 0
+            for entry in src.entries():
+                if entry.name in done:
+                    counts["skipped"] += 1
+                    bar.update(1)
+                    continue
+                if entry.refusal is not None:
+                    finish(_refused(entry, entry.refusal))
+                    continue
+                if config.max_files is not None and sent >= config.max_files:
+                    break
+                # Read only when a worker is free: at most `concurrency` files are held in memory.
+                while len(pending) >= config.concurrency:
+                    drain(block=True)
+                try:
+                    data = entry.read()
+                except Refused as exc:
+                    finish(_refused(entry, exc.reason))
+                    continue
+                pending[pool.submit(client.send, entry.name, data)] = entry.name
+                sent += 1
+            while pending:
+                drain(block=True)
+        except KeyboardInterrupt:
+            stop.set()  # in-flight uploads and polls return at their next wait, as "interrupted" errors
+            pool.shutdown(wait=True, cancel_futures=True)
+            drain(block=False)
+            counts["interrupted"] = 1
+        except BaseException:
+            stop.set()  # a bug in this loop: let the workers wind down rather than finish every job
+            raise
+        finally:
+            pool.shutdown(wait=True)
+            output.close()
+
+    summary = dict(counts)
+    elapsed = time.monotonic() - started
+    files = sum(summary[s] for s in STATUSES)
+    parts = ", ".join(f"{summary[s]} {s}" for s in (*STATUSES, "skipped") if summary[s])
+    print(f"ingest: {files} files in {elapsed:.1f} s ({parts or 'nothing to do'})"
+          f"{' — interrupted' if summary.get('interrupted') else ''}; lines appended to {Path(out)}",
+          file=sys.stderr)
+    return summary
+
+
+def exit_code(summary: dict[str, int]) -> int:
+    """0 when every file succeeded or was refused/rejected for a reason; 1 when some are left to re-send."""
+    if summary.get("interrupted"):
+        return 130
+    return 1 if summary.get("error") or summary.get("failed") else 0
