@@ -30,13 +30,20 @@ def build_dummy_model(dest: str | Path, size: str = "0.5b") -> Path:
               "hidden_act": "silu", "torch_dtype": "bfloat16", "bos_token_id": 0, "eos_token_id": 1,
               "use_sliding_window": False, **QWEN25[size]}
     (dest / "config.json").write_text(json.dumps(config, indent=2))
-    vocab = {f"t{i}": i for i in range(VOCAB)}
-    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="t2"))
+    # Specials must not be prefixes of the word tokens ("t1" would split "t100"), so they get their own names.
+    vocab = {"<s>": 0, "</s>": 1, "<unk>": 2, **{f"t{i}": i for i in range(3, VOCAB)}}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="t0", eos_token="t1", unk_token="t2")
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
     fast.chat_template = "{% for m in messages %}{{ m['content'] }} {% endfor %}"
-    fast.save_pretrained(dest)
+    # In its own folder (the model's `tokenizer` setting): beside config.json, transformers 5 would load
+    # Qwen2's own tokenizer class and ignore this WordLevel model.
+    fast.save_pretrained(tokenizer_dir(dest))
     return dest
+
+
+def tokenizer_dir(model_dir: str | Path) -> Path:
+    return Path(model_dir) / "tokenizer"
 
 
 def word_prompts(count: int, words: int) -> list[str]:

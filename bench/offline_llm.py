@@ -23,7 +23,7 @@ def main() -> int:
     from vllm import LLM, SamplingParams
 
     model = settings.model(name)
-    kwargs = dict(model=resolve_model_path(settings, name), max_model_len=model.max_model_len,
+    kwargs = dict(model=resolve_model_path(settings, name), tokenizer=model.tokenizer, max_model_len=model.max_model_len,
                   max_num_seqs=plan.max_num_seqs, load_format=model.load_format, enforce_eager=plan.enforce_eager,
                   dtype=model.dtype)
     if plan.gpu_memory_utilization is not None:

@@ -11,15 +11,17 @@ import tempfile
 def _p1(args) -> list[dict]:
     from bench import p1_batching
 
-    model_path = args.model_path
+    model_path, extra = args.model_path, {}
     if args.dummy:
-        from bench.dummy_model import build_dummy_model
+        from bench.dummy_model import build_dummy_model, tokenizer_dir
 
         model_path = str(build_dummy_model(tempfile.mkdtemp(prefix="maoocr-dummy-"), args.dummy))
+        extra = {"tokenizer": str(tokenizer_dir(model_path))}
     options = p1_batching.P1Options(
         concurrency=args.concurrency, max_tokens=args.max_tokens, model_path=model_path, gpu=args.gpu,
         load_format="dummy" if args.dummy else "auto", max_model_len=args.max_model_len,
-        prompt_words=args.prompt_words or (256 if args.dummy else 0), offline=args.offline)
+        prompt_words=args.prompt_words or (256 if args.dummy else 0), offline=args.offline,
+        extra_model=extra)
     return p1_batching.run(options)
 
 
