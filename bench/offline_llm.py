@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from pathlib import Path
 
 
 def main() -> int:
@@ -35,7 +36,8 @@ def main() -> int:
     outputs = llm.generate(request["texts"], sampling, use_tqdm=False)
     seconds = time.perf_counter() - start
     tokens = sum(len(o.outputs[0].token_ids) for o in outputs)
-    print(json.dumps({"value": round(tokens / seconds, 1), "tokens": tokens, "seconds": round(seconds, 3)}))
+    figure = {"value": round(tokens / seconds, 1), "tokens": tokens, "seconds": round(seconds, 3)}
+    Path(request["out"]).write_text(json.dumps(figure))
     return 0
 
 
