@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from flask import Flask
 
-from api import documents, generate, health, jobs, openai
+from api import documents, generate, health, jobs, metrics, openai, openapi
+from api.auth import init_auth
 from api.errors import register_error_handlers
 from api.services import Services
 from api.ws import sock
@@ -17,8 +18,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["maoocr"] = Services.build(settings)
     # Werkzeug answers 413 itself past this; the exact byte limit is checked again with a clear message.
     app.config["MAX_CONTENT_LENGTH"] = settings.documents.max_bytes + 1024 * 1024
-    for blueprint in (health.bp, generate.bp, openai.bp, jobs.bp, documents.bp):
+    for blueprint in (health.bp, generate.bp, openai.bp, jobs.bp, documents.bp, metrics.bp, openapi.bp):
         app.register_blueprint(blueprint)
     sock.init_app(app)
     register_error_handlers(app)
+    init_auth(app, settings.auth.keys())
     return app

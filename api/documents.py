@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, request
 
+from api.auth import current_owner
 from api.generate import accepted
 from api.services import services
 from maoocr.errors import InvalidRequest
@@ -20,10 +21,10 @@ def upload():
     if upload is None:
         raise InvalidRequest("send the document as multipart/form-data in a field named 'file'")
     options = OCROptions.model_validate(_form_options())
-    record, pages = svc.ocr.accept(upload.read(), options)
+    record, pages = svc.ocr.accept(upload.read(), options, owner=current_owner())
     task = OCRTask(job_id=record.id, options=options)
     svc.celery.send_task(OCR_SPLIT_TASK, args=[task.model_dump(mode="json")], task_id=record.id,
-                         queue=svc.settings.queues.ocr)
+                         queue=svc.settings.queues.ocr, ignore_result=True)
     body, status, headers = accepted(record)
     body["pages"] = pages
     return body, status, headers
@@ -31,7 +32,7 @@ def upload():
 
 @bp.get("/v1/jobs/<job_id>/result")
 def result(job_id: str):
-    record = services().jobs.get(job_id)
+    record = services().jobs.get(job_id, current_owner())
     if record.status != "succeeded" or record.result is None:
         return {"job_id": job_id, "status": record.status, "progress": record.progress,
                 "error": record.error.model_dump() if record.error else None}, 202 if not record.terminal else 409

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import kombu.exceptions
 import redis
 from flask import Flask, jsonify
 from pydantic import ValidationError
@@ -39,9 +40,12 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(redis.ConnectionError)
     @app.errorhandler(redis.TimeoutError)
+    @app.errorhandler(kombu.exceptions.OperationalError)  # the broker (the same Redis) refused a task
     def _redis_down(exc: Exception):
         log.warning("redis unavailable: %s", exc)
-        return error_response("service_unavailable", "the job store (Redis) is unavailable; retry shortly", 503)
+        response = error_response("service_unavailable", "the job store (Redis) is unavailable; retry shortly", 503)
+        response.headers["Retry-After"] = "5"
+        return response
 
     @app.errorhandler(TimeoutError)
     def _timeout(exc: TimeoutError):

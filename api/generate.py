@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, url_for
 
+from api.auth import current_owner
 from api.requests import parse_body
 from api.services import services
 from maoocr.protocol.api import GenerateRequest, GenerateResponse, JobAccepted
@@ -24,7 +25,7 @@ def generate():
     svc = services()
     req = parse_body(GenerateRequest)
     params = req.to_params(svc.settings.default_model, min(256, svc.settings.limits.max_tokens))
-    record = svc.submit_generation(params)
+    record = svc.submit_generation(params, owner=current_owner())
     if not req.wait:
         return accepted(record)
     result = svc.wait_generation(record.id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, request
 
+from api.auth import current_owner
 from api.services import services
 from api.sse import event, sse_response
 from maoocr.errors import InvalidRequest
@@ -13,19 +14,19 @@ bp = Blueprint("jobs", __name__)
 
 @bp.get("/v1/jobs/<job_id>")
 def get_job(job_id: str):
-    return services().jobs.get(job_id).model_dump()
+    return services().jobs.get(job_id, current_owner()).model_dump()
 
 
 @bp.delete("/v1/jobs/<job_id>")
 def cancel_job(job_id: str):
     svc = services()
-    return svc.jobs.cancel(job_id, svc.streams).model_dump()
+    return svc.jobs.cancel(job_id, svc.streams, current_owner()).model_dump()
 
 
 @bp.get("/v1/jobs/<job_id>/events")
 def job_events(job_id: str):
     svc = services()
-    svc.jobs.get(job_id)  # 404 before a stream starts
+    svc.jobs.get(job_id, current_owner())  # 404 before a stream starts (and for another key's job)
     after = request.headers.get("Last-Event-ID", request.args.get("after", "-1"))
     try:
         after_seq = int(after)

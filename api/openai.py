@@ -7,6 +7,7 @@ from typing import Callable, Iterator
 
 from flask import Blueprint
 
+from api.auth import current_owner
 from api.requests import parse_body
 from api.services import services
 from api.sse import event, sse_response
@@ -48,7 +49,7 @@ def models():
 def _serve(req, id_prefix: str, full: Callable, chunk_choice: Callable, chunk_cls):
     svc = services()
     params = req.to_params(svc.settings.default_model, DEFAULT_MAX_TOKENS)
-    record = svc.submit_generation(params)
+    record = svc.submit_generation(params, owner=current_owner())
     response_id = id_prefix + record.id
     if not req.stream:
         return full(response_id, svc.wait_generation(record.id)).model_dump()
@@ -76,6 +77,15 @@ def _openai_events(chunks: Iterator[StreamChunk], response_id: str, model: str, 
                     yield _frame(chunk_cls, response_id, model, [chunk_choice(index, "", chunk.finish_reason, True)])
             if include_usage and chunk.usage is not None:
                 yield event(chunk_cls(id=response_id, model=model, choices=[], usage=chunk.usage).model_dump_json())
+            break
+        if chunk.event == "restart":
+            # The worker died and the job started over with different text: an OpenAI stream cannot take back
+            # what it sent, so it ends here with the reason; the job's record will hold the full answer.
+            yield event(json.dumps({"error": {
+                "code": "stream_restarted",
+                "message": f"the worker serving this stream died; the job restarted (attempt {chunk.attempt}) "
+                           f"and its text differs from what was streamed: read it at "
+                           f"/v1/jobs/{response_id.split('-', 1)[1]}"}}))
             break
         first = chunk.index not in started
         started.add(chunk.index)

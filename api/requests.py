@@ -13,7 +13,10 @@ M = TypeVar("M", bound=BaseModel)
 
 
 def json_body() -> dict:
-    data = request.get_json(silent=True)
+    try:
+        data = request.get_json(silent=True)
+    except RecursionError:  # json.loads gives up on deep nesting with this, not a ValueError
+        raise InvalidRequest("the request body is nested too deeply") from None
     if data is None:
         raw = request.get_data(cache=True)
         if not raw:

@@ -7,6 +7,7 @@ import json
 from flask_sock import Sock
 from pydantic import ValidationError
 
+from api.auth import current_owner
 from api.errors import describe_validation_error
 from api.services import services
 from maoocr.errors import InvalidRequest, MaoOCRError
@@ -23,10 +24,10 @@ def stream(ws) -> None:
         message = json.loads(ws.receive(timeout=60) or "")
         if not isinstance(message, dict):
             raise InvalidRequest("send a JSON object: {\"job_id\": …} or a generation request")
-        job_id = message.get("job_id") or _start_job(svc, message)
+        job_id = message.get("job_id") or _start_job(svc, message, current_owner())
         after = int(message.get("after", -1))
-        svc.jobs.get(job_id)
-    except (ValueError, TypeError) as exc:  # JSON and pydantic errors are both ValueErrors
+        svc.jobs.get(job_id, current_owner())  # another key's job is not found
+    except (ValueError, TypeError, RecursionError) as exc:  # JSON and pydantic errors are both ValueErrors
         text = describe_validation_error(exc) if isinstance(exc, ValidationError) else f"bad message: {exc}"
         ws.send(json.dumps({"error": {"code": "invalid_request", "message": text}}))
         return
@@ -37,9 +38,9 @@ def stream(ws) -> None:
         ws.send(chunk.model_dump_json())
 
 
-def _start_job(svc, message: dict) -> str:
+def _start_job(svc, message: dict, owner: str | None) -> str:
     model = ChatCompletionRequest if "messages" in message else GenerateRequest
     message = {k: v for k, v in message.items() if k not in ("after", "stream")}
     params = model.model_validate(message).to_params(svc.settings.default_model, 256)
-    record = svc.submit_generation(params)
+    record = svc.submit_generation(params, owner=owner)
     return record.id

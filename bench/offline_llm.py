@@ -29,6 +29,8 @@ def main() -> int:
                   dtype=model.dtype)
     if plan.gpu_memory_utilization is not None:
         kwargs["gpu_memory_utilization"] = plan.gpu_memory_utilization
+    if plan.max_num_batched_tokens is not None:
+        kwargs["max_num_batched_tokens"] = plan.max_num_batched_tokens
     llm = LLM(**kwargs)
     sampling = SamplingParams(max_tokens=request["max_tokens"], temperature=0, ignore_eos=True)
     llm.generate(request["texts"][:4], sampling, use_tqdm=False)  # warm-up

@@ -45,26 +45,39 @@ def prompts(options: P1Options, count: int | None = None) -> list[str]:
     return [f"Job {i}: summarise the scanned invoice number {1000 + i} for the archive" for i in range(count)]
 
 
-def through_api(base_url: str, texts: list[str], max_tokens: int) -> tuple[float, int]:
+def through_api(base_url: str, texts: list[str], max_tokens: int) -> tuple[float, int, int]:
     session = requests.Session()
     session.mount("http://", requests.adapters.HTTPAdapter(pool_maxsize=len(texts)))
 
+    errors: list[str] = []
+
     def one(prompt: str) -> int:
-        reply = session.post(base_url + "/api/generate", timeout=1200, json={
-            "prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "ignore_eos": True, "wait": True})
-        reply.raise_for_status()
-        return reply.json()["usage"]["completion_tokens"]
+        # A failed request is counted and reported with the figures, not hidden and not fatal to the run.
+        try:
+            reply = session.post(base_url + "/api/generate", timeout=1200, json={
+                "prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "ignore_eos": True, "wait": True})
+            reply.raise_for_status()
+            return reply.json()["usage"]["completion_tokens"]
+        except (requests.RequestException, KeyError, ValueError) as exc:
+            errors.append(f"{type(exc).__name__}: {exc}"[:300])
+            return 0
 
     with ThreadPoolExecutor(len(texts)) as pool:
         start = time.perf_counter()
         tokens = sum(pool.map(one, texts))
-        return time.perf_counter() - start, tokens
+        elapsed = time.perf_counter() - start
+    if errors:
+        print(json.dumps({"metric": "p1_api_failed_requests", "value": len(errors), "first": errors[0]}),
+              file=sys.stderr, flush=True)
+    return elapsed, tokens, len(errors)
 
 
-async def _direct(engine, texts: list[str], max_tokens: int, model: str) -> int:
+async def _direct(engine, texts: list[str], max_tokens: int, model: str, delays: list[float] | None = None) -> int:
     from maoocr.protocol.generation import GenerationParams
 
     async def one(i: int, prompt: str) -> int:
+        if delays:
+            await asyncio.sleep(delays[i % len(delays)])
         params = GenerationParams(model=model, prompt=prompt, max_tokens=max_tokens, temperature=0, ignore_eos=True)
         tokens = 0
         async for step in engine.generate(params, f"direct-{i}-{time.monotonic_ns()}"):
@@ -74,7 +87,10 @@ async def _direct(engine, texts: list[str], max_tokens: int, model: str) -> int:
     return sum(await asyncio.gather(*(one(i, p) for i, p in enumerate(texts))))
 
 
-def directly(config: Path, texts: list[str], max_tokens: int, warmup: list[str], gpu: bool) -> tuple[float, int]:
+def directly(config: Path, texts: list[str], max_tokens: int, warmup: list[str], gpu: bool,
+             delays: list[float] | None = None) -> tuple[float, int, float | None]:
+    """The engine alone on the same prompts; with `delays`, also once more with each prompt arriving when the
+    API run's job started (tells the cost of the queue's arrival spread from the worker's own overhead)."""
     from maoocr.config import load_settings
     from maoocr.engines.factory import create_engine, plan_engine
 
@@ -88,7 +104,13 @@ def directly(config: Path, texts: list[str], max_tokens: int, warmup: list[str],
             await _direct(engine, warmup, max_tokens, name)
             start = time.perf_counter()
             tokens = await _direct(engine, texts, max_tokens, name)
-            return time.perf_counter() - start, tokens
+            seconds = time.perf_counter() - start
+            staggered = None
+            if delays:
+                start = time.perf_counter()
+                await _direct(engine, texts, max_tokens, name, delays)
+                staggered = time.perf_counter() - start
+            return seconds, tokens, staggered
         finally:
             await engine.shutdown()
 
@@ -109,11 +131,13 @@ def run(options: P1Options) -> Iterator[dict]:
     try:
         stack = start_stack(work, redis_url, model_path, ["--gpu", "0"] if options.gpu else ["--cpu"], model=model)
         through_api(stack.base_url, warmup, options.max_tokens)
-        api_s, api_tokens = through_api(stack.base_url, texts, options.max_tokens)
+        api_s, api_tokens, api_failed = through_api(stack.base_url, texts, options.max_tokens)
+        timeline = job_timeline(redis_url, len(texts))
         stack.stop()  # free the cores (or the GPU) for the direct run
         stack = None
         wait_for_free_gpu(options.gpu)
-        direct_s, direct_tokens = directly(stack_config(work), texts, options.max_tokens, warmup, options.gpu)
+        direct_s, direct_tokens, staggered_s = directly(stack_config(work), texts, options.max_tokens, warmup,
+                                                         options.gpu, timeline.pop("start_offsets", None))
     finally:
         if stack is not None:
             stack.stop()
@@ -122,15 +146,48 @@ def run(options: P1Options) -> Iterator[dict]:
     common = {"concurrency": options.concurrency, "max_tokens": options.max_tokens,
               "prompt_words": options.prompt_words, "device": "gpu" if options.gpu else "cpu"}
     yield {"metric": "p1_api_output_tok_s", "value": round(api_rate, 1), "tokens": api_tokens,
-           "seconds": round(api_s, 3), **common}
+           "seconds": round(api_s, 3), "failed_requests": api_failed, **common}
+    yield {"metric": "p1_api_job_timeline_s", "value": timeline.get("queue_wait_p50"), **timeline, **common}
     yield {"metric": "p1_direct_output_tok_s", "value": round(direct_rate, 1), "tokens": direct_tokens,
            "seconds": round(direct_s, 3), **common}
+    if staggered_s:
+        yield {"metric": "p1_direct_staggered_output_tok_s", "value": round(direct_tokens / staggered_s, 1),
+               "seconds": round(staggered_s, 3), "note": "prompts arrive when the API run's jobs started", **common}
     yield {"metric": "p1_batching_ratio", "value": round(api_rate / direct_rate, 3), "goal": ">= 0.90", **common}
     if options.offline:
         wait_for_free_gpu(options.gpu)
         offline = offline_generate(stack_config(work), texts, options.max_tokens)
         yield {"metric": "p1_offline_output_tok_s", **offline, **common}
         yield {"metric": "p1_api_vs_offline_ratio", "value": round(api_rate / offline["value"], 3), **common}
+
+
+def job_timeline(redis_url: str, count: int) -> dict:
+    """Where the API run's time went, from the job records: queue wait (created → started) and run time
+    (started → finished) of the jobs of the measured window. Tells a slow queue from a slow engine."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    records = [client.hgetall(key) for key in client.scan_iter("maoocr:job:*", count=1000)
+               if client.type(key) == "hash"]
+    rows = sorted((float(r["created_at"]), float(r["started_at"]), float(r["finished_at"])) for r in records
+                  if r.get("created_at") and r.get("started_at") and r.get("finished_at"))
+    if not rows:
+        return {}
+    rows = rows[-count:]  # the measured run (the last jobs created), not the warm-up
+    end = max(f for _, _, f in rows)
+    waits = sorted(s - c for c, s, _ in rows)
+    runs = sorted(f - s for _, s, f in rows)
+    first_created = min(c for c, _, _ in rows)
+
+    def pct(values: list[float], q: float) -> float:
+        return round(values[min(len(values) - 1, int(q * len(values)))], 3)
+
+    return {"jobs": len(rows), "queue_wait_p50": pct(waits, 0.5), "queue_wait_max": pct(waits, 1.0),
+            "last_created_after_s": round(max(c for c, _, _ in rows) - first_created, 3),
+            "last_started_after_s": round(max(s for _, s, _ in rows) - first_created, 3),
+            "run_p50": pct(runs, 0.5), "run_max": pct(runs, 1.0),
+            "last_finished_after_s": round(end - first_created, 3),
+            "start_offsets": [round(s - first_created, 4) for _, s, _ in rows]}
 
 
 def stack_config(work: Path) -> Path:

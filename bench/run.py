@@ -1,4 +1,4 @@
-"""`maoocr bench [--only p1,complexity]`: runs benchmarks and prints one JSON line per figure."""
+"""`maoocr bench [--only p1,complexity,reliability]`: runs benchmarks and prints one JSON line per figure."""
 
 from __future__ import annotations
 
@@ -31,7 +31,31 @@ def _complexity(args) -> list[dict]:
     return complexity_bench.run()
 
 
-BENCHMARKS = {"p1": _p1, "complexity": _complexity}
+def _reliability(args) -> list[dict]:
+    from bench import reliability
+
+    return reliability.run()
+
+
+def _p2(args) -> list[dict]:
+    from bench import p2_queue
+
+    return p2_queue.run(p2_queue.P2Options())
+
+
+def _p3(args) -> list[dict]:
+    from bench import p3_stream
+
+    return p3_stream.run(p3_stream.P3Options())
+
+
+def _p4(args) -> list[dict]:
+    from bench import p4_ocr
+
+    return p4_ocr.run(p4_ocr.P4Options())
+
+
+BENCHMARKS = {"p1": _p1, "p2": _p2, "p3": _p3, "p4": _p4, "complexity": _complexity, "reliability": _reliability}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,6 +12,8 @@ from maoocr import client_cli
 _DELEGATED = {
     "worker": ("workers.main", "run a worker: maoocr worker [--gpu N] [--model NAME] [--cpu] | maoocr worker --ocr"),
     "api": ("api.server", "run the HTTP API: maoocr api [--host H] [--port P]"),
+    "flower": ("workers.flower", "run Flower (Celery monitor) with task events on: maoocr flower [--port P] "
+                                 "[--basic-auth user:pass]"),
     "bench": ("bench.run", "run benchmarks and print JSON lines: maoocr bench [--only p1,…]"),
 }
 
@@ -31,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--host", default="127.0.0.1")
     up.add_argument("--port", type=int, default=8000)
     up.add_argument("--cpu", action="store_true", help="run the worker on the CPU even if a GPU is visible")
+    sub.add_parser("apikey", help="make a new API key: prints the key (for the client) and its sha256: entry "
+                   "(for MAOOCR_API_KEYS or auth.api_keys, so the file never holds the key)")
     client_cli.add_arguments(sub)
     sub.add_parser("ingest", help="OCR a zip, tar or directory tree into a JSON-lines file (see maoocr ingest -h)",
                    add_help=False)
@@ -44,6 +48,14 @@ def main(argv: list[str] | None = None) -> int:
         from maoocr.embedded import run_up
 
         return run_up(args.host, args.port, force_cpu=args.cpu)
+    if args.command == "apikey":
+        import secrets
+
+        from maoocr.auth import HASH_PREFIX, digest
+
+        key = "mao-" + secrets.token_urlsafe(32)
+        print(f"key:          {key}\nconfig entry: {HASH_PREFIX}{digest(key)}")
+        return 0
     if args.command in ("submit", "status", "stream"):
         return client_cli.run(args)
     parser.error(f"unknown command {args.command}")

@@ -18,6 +18,11 @@ def api_url(args: argparse.Namespace) -> str:
     return (args.api or os.environ.get("MAOOCR_API_URL") or DEFAULT_API).rstrip("/")
 
 
+def auth_headers(args: argparse.Namespace) -> dict[str, str]:
+    key = getattr(args, "api_key", None) or os.environ.get("MAOOCR_API_KEY")
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
 def add_arguments(sub: argparse._SubParsersAction) -> None:
     submit = sub.add_parser("submit", help="upload a document for OCR and print its job id (or its text with --wait)")
     submit.add_argument("file", type=Path)
@@ -31,6 +36,7 @@ def add_arguments(sub: argparse._SubParsersAction) -> None:
     stream.add_argument("job_id")
     for parser in (submit, status, stream):
         parser.add_argument("--api", help=f"API base URL (default: $MAOOCR_API_URL or {DEFAULT_API})")
+        parser.add_argument("--api-key", help="API key sent as a Bearer token (default: $MAOOCR_API_KEY)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -57,7 +63,7 @@ def submit(args: argparse.Namespace) -> int:
     form = {"strategy": args.strategy, **({"pages": args.pages} if args.pages else {})}
     with args.file.open("rb") as handle:
         reply = requests.post(api_url(args) + "/v1/documents", files={"file": (args.file.name, handle)},
-                              data=form, timeout=300)
+                              data=form, headers=auth_headers(args), timeout=300)
     if reply.status_code != 202:
         return _fail(reply)
     job_id = reply.json()["job_id"]
@@ -65,7 +71,7 @@ def submit(args: argparse.Namespace) -> int:
         print(job_id)
         return 0
     while True:
-        record = requests.get(f"{api_url(args)}/v1/jobs/{job_id}", timeout=30).json()
+        record = requests.get(f"{api_url(args)}/v1/jobs/{job_id}", headers=auth_headers(args), timeout=30).json()
         if record["status"] in ("succeeded", "failed", "cancelled"):
             break
         progress = record.get("progress") or {}
@@ -76,13 +82,14 @@ def submit(args: argparse.Namespace) -> int:
     if record["status"] != "succeeded":
         print(f"job {job_id} {record['status']}: {json.dumps(record.get('error'))}", file=sys.stderr)
         return 1
-    result = requests.get(f"{api_url(args)}/v1/jobs/{job_id}/result", params={"format": args.format}, timeout=60)
+    result = requests.get(f"{api_url(args)}/v1/jobs/{job_id}/result", params={"format": args.format},
+                          headers=auth_headers(args), timeout=60)
     print(result.text)
     return 0
 
 
 def status(args: argparse.Namespace) -> int:
-    reply = requests.get(f"{api_url(args)}/v1/jobs/{args.job_id}", timeout=30)
+    reply = requests.get(f"{api_url(args)}/v1/jobs/{args.job_id}", headers=auth_headers(args), timeout=30)
     if reply.status_code != 200:
         return _fail(reply)
     print(json.dumps(reply.json(), indent=2, ensure_ascii=False))
@@ -90,7 +97,8 @@ def status(args: argparse.Namespace) -> int:
 
 
 def stream(args: argparse.Namespace) -> int:
-    reply = requests.get(f"{api_url(args)}/v1/jobs/{args.job_id}/events", stream=True, timeout=(10, None))
+    reply = requests.get(f"{api_url(args)}/v1/jobs/{args.job_id}/events", headers=auth_headers(args), stream=True,
+                         timeout=(10, None))
     if reply.status_code != 200:
         return _fail(reply)
     for line in reply.iter_lines(decode_unicode=True):

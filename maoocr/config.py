@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator,
+                      model_validator)
 
+from maoocr.auth import ApiKeys
 from maoocr.documents import DocumentLimits
 from maoocr.errors import ConfigError
 
@@ -24,6 +26,18 @@ class _Strict(BaseModel):
     # Unknown keys are typos more often than not: refuse them so the user hears about it.
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_booleans_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        # YAML reads yes/no/on/off as booleans and pydantic would take them as 1/0: `job_s: yes` must not
+        # quietly mean one second.
+        if isinstance(value, bool) and cls.model_fields[info.field_name].annotation in _NUMBERS:
+            raise ValueError("expected a number, not a boolean")
+        return value
+
+
+_NUMBERS = (int, float, int | None, float | None)
+
 
 class ModelConfig(_Strict):
     """One servable model, in the shape of the seed's vllm_models.yaml."""
@@ -34,12 +48,29 @@ class ModelConfig(_Strict):
     gpu_memory_utilization: float | None = Field(None, gt=0, le=1, description="null: derived from free GPU memory.")
     max_model_len: int = Field(2048, ge=16)
     max_num_seqs: int | None = Field(None, ge=1, description="null: derived by the memory optimizer.")
+    max_num_batched_tokens: int | None = Field(
+        None, ge=16, description="tokens per engine step; null: 16384 on GPU (what vLLM's offline LLM uses), "
+                                 "vLLM's default on CPU.")
     quantization: str | None = None
     dtype: str = "auto"
     load_format: str = "auto"
     tokenizer: str | None = None
     enforce_eager: bool | None = Field(None, description="null: eager on CPU (fast start), compiled on GPU.")
     trust_remote_code: bool = False
+    max_images_per_prompt: int | None = Field(
+        None, ge=1, description="multimodal models: images one prompt may carry (vLLM's limit_mm_per_prompt); "
+                                "null: 1. Text models take no images.")
+
+    @model_validator(mode="after")
+    def _images_need_multimodal(self) -> "ModelConfig":
+        if self.max_images_per_prompt is not None and self.model_type != "multimodal":
+            raise ValueError("max_images_per_prompt is for model_type multimodal; text models take no images")
+        return self
+
+    @property
+    def image_limit(self) -> int:
+        """How many images one prompt may carry: 0 for a text model."""
+        return (self.max_images_per_prompt or 1) if self.model_type == "multimodal" else 0
 
 
 class ApiSettings(_Strict):
@@ -73,6 +104,8 @@ class Limits(_Strict):
     max_prompt_chars: int = Field(200_000, ge=1)
     max_tokens: int = Field(4096, ge=1)
     max_n: int = Field(8, ge=1)
+    max_image_bytes: int = Field(20 * 2**20, ge=1, description="Largest image in a chat message, in bytes "
+                                                                  "(pixels: documents.max_pixels).")
     worker_concurrency: int = Field(64, ge=1, description="Jobs one LLM worker feeds its engine at the same time.")
     wait_timeout_s: float = Field(600, gt=0, description="How long a waiting HTTP request holds on to a job.")
 
@@ -83,10 +116,81 @@ class Ttls(_Strict):
     heartbeat_s: int = Field(15, ge=1, description="A worker silent this long is considered gone.")
 
 
+class WorkerSettings(_Strict):
+    """How workers survive death and stop (see README, reliability)."""
+
+    redelivery_timeout_s: int = Field(3600, ge=1, description=(
+        "A task unacknowledged this long goes back to its queue (the Redis broker's visibility_timeout): how "
+        "soon a killed worker's jobs run again. Set it above your longest job: a live worker's job redelivered "
+        "early is not run twice, but the copy waits for it, holding a slot."))
+    shutdown_grace_s: float = Field(30, ge=0, description=(
+        "On SIGTERM a worker finishes its running jobs for up to this long, then aborts the rest and puts them "
+        "back on the queue."))
+
+
 class OCRSettings(_Strict):
     engine: str = Field("rapidocr", description="OCR backend for fast/accurate pages: rapidocr or paddleocr")
     concurrency: int | None = Field(None, ge=1, description="OCR worker processes (default: CPU cores)")
-    vlm_model: str | None = Field(None, description="multimodal model that takes pages routed to 'vlm'")
+    vlm_model: str | None = Field(None, description="multimodal model that transcribes pages routed to 'vlm'; "
+                                                    "null: such pages fall back to 'accurate'")
+    vlm_max_tokens: int = Field(2048, ge=16, description="longest VLM transcription of one page")
+    vlm_max_side: int = Field(1536, ge=64, description="page image long side sent to a VLM, in pixels")
+    vlm_timeout_s: float = Field(300, gt=0, description="VLM transcription of one page; then PP-OCR takes it")
+    vlm_min_free_mb: int = Field(4096, ge=0, description="auto sends complex pages to 'vlm' only if a GPU has this "
+                                                         "many MiB free")
+    vlm_max_queue: int = Field(64, ge=1, description="auto sends complex pages to 'vlm' only while the VLM's queue "
+                                                     "holds fewer jobs than this")
+    analyzer: Literal["heuristic", "vlm"] = Field("heuristic", description="vlm: a vision model rates each page")
+    analyzer_model: str | None = Field(None, description="multimodal model for analyzer: vlm (null: vlm_model)")
+    selector: Literal["rules", "llm"] = Field("rules", description="llm: a language model picks the strategy")
+    selector_model: str | None = Field(None, description="model for selector: llm (null: the default model)")
+    assist_timeout_s: float = Field(60, gt=0, description="VLM analysis / LLM selection of one page; then the "
+                                                          "heuristic / the rules decide")
+
+    def model_problems(self, models: "ModelsFile", default_model: str) -> list[tuple[str, str]]:
+        """(key, problem) for every model reference that does not resolve to a usable model."""
+        wanted = [("vlm_model", self.vlm_model, True)]
+        if self.analyzer == "vlm":
+            wanted.append(("analyzer_model", self.analyzer_model or self.vlm_model, True))
+        if self.selector == "llm":
+            wanted.append(("selector_model", self.selector_model or default_model, False))
+        problems = []
+        for key, name, multimodal in wanted:
+            if key == "analyzer_model" and name is None:
+                problems.append((key, "analyzer: vlm needs analyzer_model or vlm_model"))
+            elif name is not None and name not in models.models:
+                problems.append((key, f"model {name!r} is not in the models file "
+                                      f"(known: {', '.join(sorted(models.models))})"))
+            elif name is not None and multimodal and models.models[name].model_type != "multimodal":
+                problems.append((key, f"model {name!r} is model_type {models.models[name].model_type!r}; "
+                                      "it must be 'multimodal' to see page images"))
+        return problems
+
+
+class AuthSettings(_Strict):
+    api_keys: list[str] = Field(default_factory=list, description=(
+        "API keys, each plain or as 'sha256:<hex>' (write the hashed form in files). Empty: auth is off. "
+        "MAOOCR_API_KEYS (comma-separated) replaces this list."))
+
+    @field_validator("api_keys")
+    @classmethod
+    def _well_formed(cls, keys: list[str]) -> list[str]:
+        try:
+            ApiKeys.parse(keys)
+        except ConfigError as exc:
+            raise ValueError(f"{exc.message} (from MAOOCR_API_KEYS or auth.api_keys)") from None
+        return keys
+
+    def keys(self) -> ApiKeys:
+        return ApiKeys.parse(self.api_keys)
+
+
+class MetricsSettings(_Strict):
+    worker_port: int | None = Field(None, ge=0, le=65535, description=(
+        "Port of each worker's Prometheus exporter (null: none; 0: any free port, announced in the worker's "
+        "heartbeat as metrics_port). `maoocr worker --metrics-port` overrides it."))
+    worker_host: str = Field("127.0.0.1", description="Address the worker exporters listen on (0.0.0.0 in "
+                                                      "containers).")
 
 
 class Settings(_Strict):
@@ -97,8 +201,13 @@ class Settings(_Strict):
     ttls: Ttls = Ttls()
     documents: DocumentLimits = DocumentLimits()
     ocr: OCRSettings = OCRSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    worker: WorkerSettings = WorkerSettings()
+    auth: AuthSettings = AuthSettings()
     log_level: str = "WARNING"
     task_events: bool = Field(False, description="Celery task events from the start (Flower enables them anyway).")
+    stream_timestamps: bool = Field(False, description="Bench/debug: LLM workers stamp each token chunk with "
+                                                       "`emitted_at`, the time the engine produced it.")
     data_dir: str = Field(".maoocr", description="Where `maoocr up` keeps its demo model and private Redis.")
     # Filled from models_file by load_settings(); not a key of maoocr.yaml.
     models: ModelsFile | None = Field(None, exclude=True)
@@ -119,6 +228,9 @@ def load_settings(path: str | os.PathLike[str] | None = None, env: dict[str, str
     config_path = Path(path or env.get(ENV_PREFIX + "CONFIG") or DEFAULT_CONFIG)
     raw = _read_yaml(config_path) if config_path.exists() else {}
     overridden = _apply_env(raw, env, skip={"CONFIG"})
+    env_keys = env.get(ENV_PREFIX + "API_KEYS")
+    if env_keys is not None and isinstance(raw.setdefault("auth", {}), dict):
+        raw["auth"]["api_keys"] = [k for k in env_keys.split(",") if k.strip()]  # comma-separated, unlike YAML
     settings = _validate(Settings, raw, config_path, overridden)
 
     models_path = Path(settings.models_file)
@@ -126,8 +238,15 @@ def load_settings(path: str | os.PathLike[str] | None = None, env: dict[str, str
         models_path = config_path.parent / models_path.name
     if not models_path.exists():
         raise ConfigError(f"{models_path}: models file not found (set models_file or MAOOCR_MODELS_FILE)")
-    settings.models = _validate(ModelsFile, _read_yaml(models_path), models_path, set())
+    settings.models = read_models_file(models_path)
+    problems = settings.ocr.model_problems(settings.models, settings.default_model)
+    if problems:  # a page must not discover a misnamed model: say so at start-up
+        raise ConfigError(f"{config_path}: ocr.{problems[0][0]}: {problems[0][1]}")
     return settings
+
+
+def read_models_file(path: Path) -> ModelsFile:
+    return _validate(ModelsFile, _read_yaml(path), path, set())
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -171,4 +290,5 @@ def _validate(model: type[BaseModel], raw: dict[str, Any], path: Path, from_env:
         first = exc.errors()[0]
         key = ".".join(str(part) for part in first["loc"]) or "(top level)"
         where = f"environment {ENV_PREFIX}{key.upper().replace('.', '__')}" if key in from_env else str(path)
-        raise ConfigError(f"{where}: {key}: {first['msg']} (got {first.get('input')!r})") from exc
+        got = "" if key.startswith("auth") else f" (got {first.get('input')!r})"  # never echo API keys
+        raise ConfigError(f"{where}: {key}: {first['msg']}{got}") from exc

@@ -16,6 +16,7 @@ from pathlib import Path
 import redis
 import requests
 
+from maoocr.auth import is_loopback
 from maoocr.config import load_settings
 from maoocr.engines.demo_model import build_demo_model
 from maoocr.engines.memory import read_gpus
@@ -114,6 +115,12 @@ def run_up(host: str, port: int, force_cpu: bool = False) -> int:
         build_demo_model(data_dir / "demo-model")
         print(f"Model {model!r}: no weights configured, serving a tiny RANDOM demo model built locally.\n"
               f"  Its answers are meaningless; set model_path in configs/vllm_models.yaml for real ones.")
+    if settings.auth.keys().enabled:
+        print(f"Auth: on ({len(settings.auth.keys().digests)} API keys); clients send 'Authorization: Bearer <key>'")
+    else:
+        # The local default; the API itself logs a warning too when it listens beyond this machine.
+        print("Auth: off (no API keys configured)" + ("" if is_loopback(host) else
+              f" -- WARNING: {host} is reachable from other machines; set MAOOCR_API_KEYS"))
     gpu_args = ["--cpu"] if force_cpu or not read_gpus() else ["--gpu", "0"]
     base_url = f"http://{host}:{port}"
     # Children ignore the terminal's Ctrl-C (own process group): we stop them in order, API first.

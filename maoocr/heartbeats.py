@@ -7,6 +7,7 @@ import os
 import socket
 import threading
 import time
+import uuid
 from typing import Any, Callable
 
 import redis
@@ -22,6 +23,10 @@ class Heartbeat:
         self.name = name
         self.ttl_s = ttl_s
         self.describe = describe
+        # Told apart from an earlier process of the same name: jobs are claimed by `identity`, and a claim
+        # is alive only while this very process's heartbeat carries its token.
+        self.instance = uuid.uuid4().hex[:12]
+        self.identity = f"{name} {self.instance}"
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="maoocr-heartbeat", daemon=True)
 
@@ -30,7 +35,8 @@ class Heartbeat:
         self._thread.start()
 
     def beat(self) -> None:
-        info = {"name": self.name, "hostname": socket.gethostname(), "pid": os.getpid(), "at": time.time()}
+        info = {"name": self.name, "instance": self.instance, "hostname": socket.gethostname(),
+                "pid": os.getpid(), "at": time.time()}
         info.update(self.describe())
         self.redis.set(KEY.format(self.name), json.dumps(info), ex=self.ttl_s)
 

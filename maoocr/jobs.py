@@ -19,10 +19,21 @@ from maoocr.protocol.jobs import TERMINAL, JobError, JobKind, JobRecord, JobStat
 JOB_KEY = "maoocr:job:{}"
 DONE_CHANNEL = "maoocr:job:{}:done"
 CANCEL_CHANNEL = "maoocr:control:cancel"
+# "<kind>:<status>" → jobs in that state now (queued, running) or ended so far (terminal ones): for /metrics.
+JOB_STATS_KEY = "maoocr:stats:jobs"
+
+# Keeps JOB_STATS_KEY in the same step as every status change; prepended to the scripts below (KEYS[1]: the job).
+_COUNT = f"""
+local function count(from, to)
+  local kind = redis.call('HGET', KEYS[1], 'kind') or 'unknown'
+  redis.call('HINCRBY', '{JOB_STATS_KEY}', kind .. ':' .. from, -1)
+  redis.call('HINCRBY', '{JOB_STATS_KEY}', kind .. ':' .. to, 1)
+end
+"""
 
 # Check-and-set in one step so two writers (a worker and a cancelling API call, or a redelivered task)
 # can never both move a job out of the same state.
-_TRANSITION = """
+_TRANSITION = _COUNT + """
 local cur = redis.call('HGET', KEYS[1], 'status')
 if not cur then return {0, ''} end
 local ok = false
@@ -30,8 +41,41 @@ for s in string.gmatch(ARGV[1], '[^,]+') do if s == cur then ok = true end end
 if not ok then return {0, cur} end
 for i = 4, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
+if ARGV[5] ~= cur then count(cur, ARGV[5]) end
 if ARGV[3] == '1' then redis.call('PUBLISH', KEYS[1] .. ':done', ARGV[4 + 1]) end
 return {1, cur}
+"""
+
+# queued → running for a worker, or a running job whose worker is gone (its heartbeat expired, or it is a new
+# incarnation under the same name): the attempt number, or 0 and why not ('busy': its worker is alive).
+# ARGV: "<worker name> <instance token>", ttl, started_at.
+_CLAIM = _COUNT + """
+local cur = redis.call('HGET', KEYS[1], 'status')
+if not cur then return {0, 'missing'} end
+if cur == 'running' then
+  local owner = redis.call('HGET', KEYS[1], 'worker')
+  local name, token = string.match(owner or '', '^(%S+) (%S+)$')
+  if name then
+    local beat = redis.call('GET', 'maoocr:worker:' .. name)
+    if beat and string.find(beat, token, 1, true) then return {0, 'busy'} end
+  end
+elseif cur ~= 'queued' then
+  return {0, cur}
+end
+if cur == 'queued' then count('queued', 'running') end
+local attempt = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+redis.call('HSET', KEYS[1], 'status', 'running', 'worker', ARGV[1], 'started_at', ARGV[3])
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
+return {attempt, cur}
+"""
+
+# running → queued, only by the worker that runs it (a stopping worker hands its job back).
+_RELEASE = _COUNT + """
+if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return 0 end
+if redis.call('HGET', KEYS[1], 'worker') ~= ARGV[1] then return 0 end
+count('running', 'queued')
+redis.call('HSET', KEYS[1], 'status', 'queued')
+return 1
 """
 
 _JSON_FIELDS = ("progress", "result", "error")
@@ -67,6 +111,8 @@ class JobStore:
         self.redis = client
         self.ttl_s = ttl_s
         self._transition = client.register_script(_TRANSITION)
+        self._claim = client.register_script(_CLAIM)
+        self._release = client.register_script(_RELEASE)
         self._listener: JobDoneListener | None = None
 
     def create(self, kind: JobKind, *, model: str | None = None, owner: str | None = None,
@@ -77,6 +123,7 @@ class JobStore:
         with self.redis.pipeline() as pipe:
             pipe.hset(key, mapping=encode_fields(record.model_dump(exclude_none=True)))
             pipe.expire(key, self.ttl_s)
+            pipe.hincrby(JOB_STATS_KEY, f"{kind}:queued", 1)
             pipe.execute()
         return record
 
@@ -85,8 +132,8 @@ class JobStore:
         if not raw:
             raise JobNotFound(f"job {job_id!r} not found (it may have expired)")
         record = decode_record(raw)
-        if owner is not None and record.owner not in (None, owner):
-            # Someone else's job looks exactly like no job: no existence leak.
+        if owner is not None and record.owner != owner:
+            # Someone else's job (or one made while auth was off) looks exactly like no job: no existence leak.
             raise JobNotFound(f"job {job_id!r} not found (it may have expired)")
         return record
 
@@ -103,6 +150,16 @@ class JobStore:
             args += [key, value]
         moved, before = self._transition(keys=[JOB_KEY.format(job_id)], args=args)
         return bool(moved), before
+
+    def claim(self, job_id: str, worker: str) -> tuple[int, str]:
+        """Take a job to run: (attempt number, status before), or (0, why not). A redelivered job whose worker
+        is alive is 'busy' (the caller waits); one whose worker died is taken over with the next attempt."""
+        attempt, before = self._claim(keys=[JOB_KEY.format(job_id)], args=[worker, self.ttl_s, time.time()])
+        return int(attempt), before
+
+    def release(self, job_id: str, worker: str) -> bool:
+        """Hand a running job back (running → queued) so another worker can claim it; only its worker may."""
+        return bool(self._release(keys=[JOB_KEY.format(job_id)], args=[worker]))
 
     def wait(self, job_id: str, timeout_s: float, owner: str | None = None) -> JobRecord:
         """Block until the job is in a terminal state, woken by the process's shared done-listener."""

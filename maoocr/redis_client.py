@@ -7,26 +7,38 @@ import time
 
 import redis
 import redis.asyncio as aioredis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 MAX_CONNECTIONS = 2048
-_pools: dict[tuple[str, bool], redis.ConnectionPool] = {}
+# A worker outlives a Redis outage of up to ~10 minutes inside one command (300 tries, 2 s apart at most)
+# instead of failing the job it is finishing; the API instead fails fast and answers 503.
+PATIENT_RETRIES = 300
+_pools: dict[tuple[str, bool, bool], redis.ConnectionPool] = {}
 _lock = threading.Lock()
 
 
-def connect(url: str, decode: bool = True) -> redis.Redis:
+def connect(url: str, decode: bool = True, patient: bool = False) -> redis.Redis:
     """A client on a shared per-URL pool, so request handlers never pay for a new connection.
 
-    `decode=False` gives bytes back (document uploads); everything else is text.
+    `decode=False` gives bytes back (document uploads); everything else is text. `patient=True` (workers)
+    retries a command through a Redis outage, reconnecting (and re-subscribing pub/sub) when Redis is back.
     """
     with _lock:
-        pool = _pools.get((url, decode))
+        pool = _pools.get((url, decode, patient))
         if pool is None:
+            retry = (Retry(ExponentialBackoff(cap=2.0, base=0.05), PATIENT_RETRIES) if patient
+                     else Retry(ExponentialBackoff(cap=0.2, base=0.05), 1))
             # Blocking: at the cap a caller waits for a free connection instead of failing (redis-py's
             # default pool raises "Too many connections" at 100, which 512 concurrent jobs reach).
+            # socket_timeout: a Redis that hangs (not refuses) must not hang a request; no command here blocks
+            # server-side (pub/sub reads pass their own, shorter timeouts).
             pool = redis.BlockingConnectionPool.from_url(url, decode_responses=decode, health_check_interval=30,
-                                                         socket_connect_timeout=5, retry_on_timeout=True,
+                                                         socket_connect_timeout=5, socket_timeout=30,
+                                                         socket_keepalive=True, retry=retry,
+                                                         retry_on_error=[redis.ConnectionError, redis.TimeoutError],
                                                          max_connections=MAX_CONNECTIONS, timeout=30)
-            _pools[(url, decode)] = pool
+            _pools[(url, decode, patient)] = pool
     return redis.Redis(connection_pool=pool)
 
 

@@ -112,12 +112,49 @@ class StreamStore:
         finally:
             pubsub.close()
 
+    def ended(self, job_id: str) -> bool:
+        """The job's end chunk is on its record."""
+        return self._ended_at_or_before(job_id, 1 << 62)
+
     def _ended_at_or_before(self, job_id: str, seq: int) -> bool:
         tail = self.redis.lindex(REPLAY_KEY.format(job_id), -1)
         if tail is None:
             return False
         chunk = StreamChunk.model_validate_json(tail)
         return chunk.finished and chunk.seq <= seq
+
+
+def _mergeable(a: StreamChunk, b: StreamChunk) -> bool:
+    return (a.job_id == b.job_id and a.index == b.index and a.event == b.event == "token"
+            and a.finish_reason is None and not a.finished and not b.finished
+            and a.error is None and b.error is None and a.progress is None and b.progress is None)
+
+
+def coalesce(batch: list[StreamChunk]) -> list[StreamChunk]:
+    """Joins each job's consecutive token deltas (same choice) in a batch into one chunk, in order.
+
+    Only a writer that is behind has several steps of one job in a batch, so under light load every engine step
+    stays its own chunk, and under saturation Redis and the Python side do one append per job per batch instead
+    of one per token. A merged chunk keeps the earliest `emitted_at` (its oldest token's hop is what it shows).
+    """
+    out: list[StreamChunk] = []
+    latest: dict[str, int] = {}  # job → position in `out` of its latest chunk
+    parts: dict[int, list[str]] = {}  # position → the deltas merged into it (joined once, at the end)
+    tails: dict[int, StreamChunk] = {}  # position → the last chunk merged into it
+    for chunk in batch:
+        at = latest.get(chunk.job_id)
+        # Only the job's own latest chunk may absorb this one, so each job's order is kept.
+        if at is not None and _mergeable(tails.get(at, out[at]), chunk):
+            parts.setdefault(at, [out[at].delta]).append(chunk.delta)
+            tails[at] = chunk
+            continue
+        latest[chunk.job_id] = len(out)
+        out.append(chunk)
+    for at, deltas in parts.items():
+        tail = tails[at]
+        out[at] = out[at].model_copy(update={"delta": "".join(deltas), "finish_reason": tail.finish_reason,
+                                             "usage": tail.usage})
+    return out
 
 
 class StreamWriter:
@@ -127,7 +164,7 @@ class StreamWriter:
     is in flight the next one accumulates (roughly one batch per engine step under load).
     """
 
-    def __init__(self, store: StreamStore, max_batch: int = 1024) -> None:
+    def __init__(self, store: StreamStore, max_batch: int = 4096) -> None:
         self.store = store
         self.max_batch = max_batch
         self._pending: deque[StreamChunk] = deque()
@@ -135,7 +172,8 @@ class StreamWriter:
         self._in_flight = 0
         self._closed = False
         self.batches = 0
-        self.chunks = 0
+        self.chunks = 0  # published
+        self.written = 0  # appended to Redis, after coalescing
         self._thread = threading.Thread(target=self._run, name="maoocr-stream-writer", daemon=True)
         self._thread.start()
 
@@ -168,11 +206,13 @@ class StreamWriter:
                     return
                 batch = [self._pending.popleft() for _ in range(min(len(self._pending), self.max_batch))]
                 self._in_flight = len(batch)
-            self._write(batch)
+            merged = coalesce(batch)
+            self._write(merged)
             with self._cond:
                 self._in_flight = 0
                 self.batches += 1
                 self.chunks += len(batch)
+                self.written += len(merged)
                 self._cond.notify_all()
 
     def _write(self, batch: list[StreamChunk]) -> None:
@@ -181,7 +221,7 @@ class StreamWriter:
             try:
                 self.store.append(batch)
                 return
-            except redis.ConnectionError:
+            except (redis.ConnectionError, redis.TimeoutError):
                 # Redis is away: keep the chunks (nothing accepted is dropped) and retry with back-off.
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)

@@ -57,3 +57,90 @@ def test_missing_models_file(tmp_path):
     (tmp_path / "maoocr.yaml").write_text("models_file: /nowhere/models.yaml\n")
     with pytest.raises(ConfigError, match="models file not found"):
         load_settings(tmp_path / "maoocr.yaml", env={})
+
+
+# -- properties (hypothesis) --------------------------------------------------------------------------------------
+
+import tempfile  # noqa: E402  (kept with the property tests that use it)
+from pathlib import Path  # noqa: E402
+
+import yaml  # noqa: E402
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+from maoocr.auth import ApiKeys, digest  # noqa: E402
+
+SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-10**12, 10**12),
+                    st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=20))
+YAML_VALUES = st.recursive(SCALARS, lambda inner: st.one_of(
+    st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=12), inner, max_size=4)), max_leaves=12)
+# Keys a user might really write, so that nested values reach the validators and not only "extra key" errors.
+KNOWN_KEYS = st.sampled_from(["redis_url", "limits", "ttls", "queues", "auth", "documents", "ocr", "log_level",
+                              "worker", "task_events", "data_dir", "max_tokens", "api_keys", "job_s"])
+INT_FIELDS = [("limits", "max_tokens"), ("limits", "max_n"), ("ttls", "job_s"), ("ttls", "stream_s"),
+              ("ttls", "heartbeat_s")]
+PROPERTY = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+def load_main(main: object, env: dict[str, str] | None = None):
+    with tempfile.TemporaryDirectory() as directory:
+        (Path(directory) / "vllm_models.yaml").write_text(MODELS)
+        path = Path(directory) / "maoocr.yaml"
+        path.write_text(yaml.safe_dump(main) if not isinstance(main, str) else main)
+        return load_settings(path, env=env or {})
+
+
+@PROPERTY
+@given(st.one_of(YAML_VALUES, st.dictionaries(KNOWN_KEYS, YAML_VALUES, max_size=4)))
+def test_any_yaml_document_loads_or_fails_with_a_config_error(document):
+    """Whatever the file holds, the outcome is settings or a ConfigError naming the file: never a crash."""
+    if isinstance(document, dict):
+        document = {**document, "models_file": "vllm_models.yaml"}
+    try:
+        load_main(document)
+    except ConfigError as exc:
+        assert "maoocr.yaml" in str(exc)
+
+
+@PROPERTY
+@given(st.sampled_from(INT_FIELDS), YAML_VALUES)
+def test_a_bounded_integer_is_kept_exactly_or_refused_by_name(field, value):
+    section, key = field
+    document = {section: {key: value}, "models_file": "vllm_models.yaml"}
+    valid = (isinstance(value, int) and not isinstance(value, bool) and value >= 1) or \
+            (isinstance(value, float) and value.is_integer() and 1 <= value < 2**63) or \
+            (isinstance(value, str) and value.strip().isdigit() and value.isascii() and int(value) >= 1)
+    try:
+        loaded = getattr(getattr(load_main(document), section), key)
+    except ConfigError as exc:
+        assert not valid, (value, str(exc))
+        assert f"{section}.{key}" in str(exc) and "maoocr.yaml" in str(exc)
+    else:
+        assert valid, (value, loaded)
+        assert loaded == int(value)
+
+
+@PROPERTY
+@given(st.sampled_from(INT_FIELDS), st.text(max_size=12))
+def test_environment_overrides_are_parsed_or_refused_naming_the_variable(field, text):
+    section, key = field
+    variable = f"MAOOCR_{section.upper()}__{key.upper()}"
+    try:
+        loaded = getattr(getattr(load_main("models_file: vllm_models.yaml\n", {variable: text}), section), key)
+    except ConfigError as exc:
+        assert f"environment {variable}" in str(exc) or "cannot read" in str(exc) or "section" in str(exc), str(exc)
+    else:
+        assert loaded >= 1 and yaml.safe_load(text) == loaded
+
+
+@PROPERTY
+@given(st.lists(st.text(min_size=1, max_size=40).map(str.strip).filter(lambda k: k and "," not in k
+                                                                     and not k.lower().startswith("sha256:")),
+                min_size=1, max_size=5, unique=True),
+       st.booleans())
+def test_every_configured_key_and_no_other_is_accepted(keys, hashed):
+    entries = [f"sha256:{digest(k)}" if hashed else k for k in keys]
+    settings_keys = load_main("models_file: vllm_models.yaml\n", {"MAOOCR_API_KEYS": ",".join(entries)}).auth.keys()
+    assert settings_keys == ApiKeys.parse(entries)
+    for key in keys:
+        assert settings_keys.owner_of(key) == digest(key)[:16]
+        assert settings_keys.owner_of(key + "!") is None or key + "!" in keys

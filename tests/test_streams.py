@@ -75,7 +75,7 @@ def test_writer_coalesces_many_jobs_into_few_round_trips(redis_client):
     writer.close()
     assert writer.chunks == 1600 and writer.batches < 1600 / 10
     for job in jobs:
-        assert [c.delta for c in store.replay(job)] == [str(s) for s in range(50)]
+        assert "".join(c.delta for c in store.replay(job)) == "".join(str(s) for s in range(50))
 
 
 def test_cancelling_a_queued_job_ends_its_stream(redis_client):
@@ -89,3 +89,65 @@ def test_cancelling_a_queued_job_ends_its_stream(redis_client):
     # Cancelling again changes nothing and adds no second end chunk.
     jobs.cancel(record.id, streams)
     assert len(streams.replay(record.id)) == 1
+
+
+def test_writer_behind_merges_each_jobs_token_deltas_in_order():
+    from maoocr.streams import coalesce
+
+    a, b = "job-a", "job-b"
+    batch = [StreamChunk(job_id=a, delta="x"), StreamChunk(job_id=b, delta="1"), StreamChunk(job_id=a, delta="y"),
+             StreamChunk(job_id=a, delta="z", index=1), StreamChunk(job_id=a, delta="w", index=1),
+             StreamChunk(job_id=b, delta="2", finish_reason="length"), StreamChunk(job_id=b, delta="3"),
+             StreamChunk(job_id=a, event="end", finished=True, finish_reason="stop")]
+    merged = coalesce(batch)
+    assert [(c.job_id, c.index, c.delta, c.finish_reason, c.event) for c in merged] == [
+        (a, 0, "xy", None, "token"), (b, 0, "12", "length", "token"), (a, 1, "zw", None, "token"),
+        (b, 0, "3", None, "token"), (a, 0, "", "stop", "end")]
+
+
+def test_writer_under_load_keeps_every_jobs_text(redis_client):
+    store = StreamStore(redis_client, ttl_s=60)
+    writer = StreamWriter(store)
+    jobs = [uuid.uuid4().hex for _ in range(8)]
+    for i in range(300):
+        for job in jobs:
+            writer.publish(StreamChunk(job_id=job, delta=f"{i},"))
+    for job in jobs:
+        writer.publish(StreamChunk(job_id=job, event="end", finished=True, finish_reason="length"))
+    writer.close()
+    expected = "".join(f"{i}," for i in range(300))
+    for job in jobs:
+        replay = store.replay(job)
+        assert [c.seq for c in replay] == list(range(len(replay)))
+        assert "".join(c.delta for c in replay) == expected and replay[-1].finished
+    # 2,408 chunks were published; a writer that cannot keep up merged them (a Redis round trip takes far
+    # longer than publishing one chunk), so fewer went to Redis.
+    assert writer.chunks == 8 * 301 and writer.written < writer.chunks
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.integers(0, 2), st.integers(1, 6)), min_size=1, max_size=25), st.integers(-1, 30))
+def test_live_follower_sees_its_job_in_order_among_interleaved_jobs(redis_client, batches, after):
+    """Appends of three jobs interleave in random batches while a follower is live: it gets exactly its own
+    job's chunks after `after`, in order, each once, ending with the end chunk."""
+    store = StreamStore(redis_client, ttl_s=60)
+    jobs = [uuid.uuid4().hex for _ in range(3)]
+    sent: dict[str, list[str]] = {job: [] for job in jobs}
+    # Resume points a client can hold: before the end chunk (after the end is covered above, without races).
+    after = min(after, sum(size for which, size in batches if which == 0) - 1)
+    received: list[StreamChunk] = []
+    follower = threading.Thread(target=lambda: received.extend(store.follow(jobs[0], after=after, timeout_s=20)))
+    follower.start()
+    for which, size in batches:
+        batch = []
+        for _ in range(size):
+            job = jobs[which]
+            batch.append(StreamChunk(job_id=job, delta=f"{job[:4]}-{len(sent[job])}"))
+            sent[job].append(batch[-1].delta)
+        store.append(batch)
+    store.append([StreamChunk(job_id=jobs[0], finished=True, event="end")])
+    follower.join(30)
+    assert not follower.is_alive()
+    mine = sent[jobs[0]]
+    assert [c.delta for c in received[:-1]] == mine[after + 1:] and received[-1].finished
+    assert [c.seq for c in received] == list(range(after + 1, len(mine) + 1))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ssl
+from urllib.parse import urlsplit
+
 from celery import Celery
 
 from maoocr.config import Settings
@@ -15,6 +18,7 @@ OCR_ASSEMBLE_TASK = "maoocr.ocr.assemble"
 def create_celery_app(settings: Settings, prefetch_multiplier: int = 1) -> Celery:
     # The result backend only carries OCR pages into their chord; job results live in the job record.
     app = Celery("maoocr", broker=settings.redis_url, backend=settings.redis_url)
+    redelivery_s = settings.worker.redelivery_timeout_s
     app.conf.update(
         task_serializer="json",
         accept_content=["json"],  # never pickle: a message is data, not code
@@ -25,11 +29,49 @@ def create_celery_app(settings: Settings, prefetch_multiplier: int = 1) -> Celer
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=prefetch_multiplier,
         broker_connection_retry_on_startup=True,
-        broker_transport_options={"visibility_timeout": 3600},
+        # A killed worker's unacked tasks wait in the broker's `unacked` hash; any live or restarted worker
+        # puts them back on their queue once older than this (checked at start-up and every few seconds).
+        broker_transport_options={"visibility_timeout": redelivery_s,
+                                  "unacked_restore_interval": max(1, min(10, redelivery_s // 4)),
+                                  "unacked_restore_throttle": 1,
+                                  # a worker killed while holding the restore lock must not stall it for long
+                                  "unacked_mutex_expire": max(5, min(300, redelivery_s))},
         worker_hijack_root_logger=False,
         task_default_queue=settings.queues.llm_queue(settings.default_model),
         # Task events cost ~10 % of an LLM worker's main thread; Flower turns them on when it runs.
         worker_send_task_events=settings.task_events,
         task_send_sent_event=settings.task_events,
     )
+    app.conf.update(_outage_settings(app.conf.broker_transport_options))
+    if urlsplit(settings.redis_url).scheme == "rediss" and "ssl_cert_reqs" not in settings.redis_url:
+        # Celery refuses a rediss:// URL without ssl_cert_reqs; verify certificates unless the URL says otherwise.
+        app.conf.update(broker_use_ssl={"ssl_cert_reqs": ssl.CERT_REQUIRED},
+                        redis_backend_use_ssl={"ssl_cert_reqs": ssl.CERT_REQUIRED})
     return app
+
+
+def _outage_settings(transport_options: dict) -> dict:
+    """Riding out a Redis outage: reconnect for ever, and never wait on a dead socket.
+
+    Socket timeouts and keepalives turn a vanished Redis into an error that triggers a reconnect; the
+    health check pings a connection idle for 30 s before using it. Tasks running when the broker
+    connection drops keep running (their job records are written once Redis is back; their messages,
+    which can no longer be acked, come back after the visibility timeout and are skipped as finished).
+    """
+    sockets = {"socket_timeout": 30, "socket_connect_timeout": 5, "socket_keepalive": True,
+               "retry_on_timeout": True, "health_check_interval": 30}
+    return {
+        "broker_connection_retry": True,
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_max_retries": None,  # the default (100) gives up on an outage of ~an hour
+        "broker_connection_timeout": 5,
+        "broker_transport_options": {**transport_options, **sockets},
+        "redis_socket_timeout": 30,
+        "redis_socket_connect_timeout": 5,
+        "redis_socket_keepalive": True,
+        "redis_retry_on_timeout": True,
+        "redis_backend_health_check_interval": 30,
+        "result_backend_always_retry": True,  # a chord's page results are stored once Redis is back
+        "result_backend_max_sleep_between_retries_ms": 2000,
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
+    }

@@ -21,6 +21,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, help="jobs fed to the engine at once (default: max_num_seqs)")
     parser.add_argument("--name", help="worker name (default: llm-<model>-<pid>)")
     parser.add_argument("--loglevel", default=None, help="log level (default: the config's log_level)")
+    parser.add_argument("--metrics-port", type=int, default=None,
+                        help="serve Prometheus /metrics on this port (0: any free port; default: metrics.worker_port)")
     return parser.parse_args(argv)
 
 
@@ -29,6 +31,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.gpu is not None:
         # Before anything imports torch or vLLM: CUDA reads this once, at its initialisation.
         os.environ["CUDA_VISIBLE_DEVICES"] = str(args.gpu)
+    multiprocess_dir = None
+    if args.ocr and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        # Before anything imports prometheus_client: it picks per-process files (summed by the exporter) over
+        # in-memory values at import, and the prefork children count the pages.
+        import tempfile
+
+        multiprocess_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="maoocr-metrics-")
 
     from maoocr.config import load_settings
     from maoocr.engines.factory import create_engine, plan_engine
@@ -36,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     from maoocr.heartbeats import Heartbeat
     from maoocr.jobs import JobStore
     from maoocr.logs import setup_logging
+    from maoocr.metrics import EngineLoadCollector
     from maoocr.redis_client import connect
     from maoocr.streams import StreamStore, StreamWriter
     from workers.celery_app import create_celery_app
@@ -44,7 +54,13 @@ def main(argv: list[str] | None = None) -> int:
     settings = load_settings()
     setup_logging(args.loglevel or settings.log_level)
     if args.ocr:
-        return run_ocr_worker(settings, args)
+        try:
+            return run_ocr_worker(settings, args)
+        finally:
+            if multiprocess_dir is not None:
+                import shutil
+
+                shutil.rmtree(multiprocess_dir, ignore_errors=True)
     log = logging.getLogger("maoocr.worker")
     model = args.model or settings.default_model
     plan = plan_engine(settings, model, force_cpu=args.cpu)
@@ -54,18 +70,23 @@ def main(argv: list[str] | None = None) -> int:
     log.warning("worker %s: model=%s queue=%s device=%s concurrency=%d (%s)", name, model, queue, plan.device,
                 concurrency, "; ".join(plan.reasons))
 
-    client = connect(settings.redis_url)
+    client = connect(settings.redis_url, patient=True)  # rides out a Redis outage rather than failing jobs
     host = EngineHost(create_engine(settings, model, plan), JobStore(client, settings.ttls.job_s),
-                      StreamWriter(StreamStore(client, settings.ttls.stream_s)), client)
+                      StreamWriter(StreamStore(client, settings.ttls.stream_s)), client,
+                      stamp_chunks=settings.stream_timestamps,
+                      engine_factory=lambda: create_engine(settings, model, plan))
     host.start()
+    metrics_port = start_metrics(settings, args, [EngineLoadCollector(model, host.runner.load)])
     heartbeat = Heartbeat(client, name, settings.ttls.heartbeat_s,
                           lambda: {"kind": "llm", "queue": queue, "concurrency": concurrency, "gpu": args.gpu,
-                                   **host.describe()})
+                                   "metrics_port": metrics_port, **host.describe()})
+    host.worker = heartbeat.identity  # jobs are claimed under this process's heartbeat
     heartbeat.start()
     log.warning("worker %s: engine ready", name)
 
     app = create_celery_app(settings, prefetch_multiplier=1)
     register_generation_task(app, host)
+    after_shutdown_grace(settings.worker.shutdown_grace_s, host.drain)
     try:
         # Threads, not prefork: the engine must stay in this process, shared by every job.
         app.worker_main(["worker", "--pool=threads", f"--concurrency={concurrency}", f"--queues={queue}",
@@ -75,6 +96,21 @@ def main(argv: list[str] | None = None) -> int:
         heartbeat.stop()
         host.stop()
     return 0
+
+
+def after_shutdown_grace(grace_s: float, drain) -> None:
+    """On SIGTERM Celery stops taking tasks and waits for the running ones (warm shutdown); after `grace_s`
+    `drain` hands whatever still runs back to the queue, so the wait is bounded."""
+    import threading
+
+    from celery.signals import worker_shutting_down
+
+    def start_timer(**_: object) -> None:
+        timer = threading.Timer(grace_s, drain)
+        timer.daemon = True
+        timer.start()
+
+    worker_shutting_down.connect(start_timer, weak=False)
 
 
 def run_ocr_worker(settings, args: argparse.Namespace) -> int:
@@ -88,16 +124,19 @@ def run_ocr_worker(settings, args: argparse.Namespace) -> int:
     from workers.ocr_tasks import register_ocr_tasks
 
     concurrency = args.concurrency or settings.ocr.concurrency or os.cpu_count() or 1
-    client = connect(settings.redis_url)
+    client = connect(settings.redis_url, patient=True)  # rides out a Redis outage rather than failing jobs
     ocr_jobs = OCRJobs(settings, JobStore(client, settings.ttls.job_s), StreamStore(client, settings.ttls.stream_s),
-                       connect(settings.redis_url, decode=False),
+                       connect(settings.redis_url, decode=False, patient=True),
                        engine_threads=max(1, (os.cpu_count() or 1) // concurrency))
     queue = settings.queues.ocr
     name = args.name or f"ocr-{os.getpid()}"
     app = create_celery_app(settings, prefetch_multiplier=1)
     register_ocr_tasks(app, ocr_jobs, queue)
+    metrics_port = start_metrics(settings, args, [], os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
     heartbeat = Heartbeat(client, name, settings.ttls.heartbeat_s,
-                          lambda: {"model": None, "kind": "ocr", "queue": queue, "concurrency": concurrency})
+                          lambda: {"model": None, "kind": "ocr", "queue": queue, "concurrency": concurrency,
+                                   "metrics_port": metrics_port})
+    ocr_jobs.worker = heartbeat.identity  # before the pool forks: pages and splits are claimed under it
     heartbeat.start()
     try:
         app.worker_main(["worker", "--pool=prefork", f"--concurrency={concurrency}", f"--queues={queue}",
@@ -106,6 +145,20 @@ def run_ocr_worker(settings, args: argparse.Namespace) -> int:
     finally:
         heartbeat.stop()
     return 0
+
+
+def start_metrics(settings, args: argparse.Namespace, collectors: list, multiprocess_dir: str | None = None
+                  ) -> int | None:
+    """The worker's Prometheus exporter, when a port is configured; returns the port it listens on."""
+    from maoocr.metrics import serve_worker_metrics
+
+    port = args.metrics_port if args.metrics_port is not None else settings.metrics.worker_port
+    if port is None:
+        return None
+    port = serve_worker_metrics(settings.metrics.worker_host, port, collectors, multiprocess_dir)
+    logging.getLogger("maoocr.worker").warning("worker metrics on http://%s:%d/metrics",
+                                               settings.metrics.worker_host, port)
+    return port
 
 
 if __name__ == "__main__":

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 from celery import Celery, chord
 
+from maoocr.generation.call import QueuedGeneration
 from maoocr.pipeline.ocr_job import OCRJobs
 from maoocr.protocol.ocr import OCRTask, PageResult
-from workers.celery_app import OCR_ASSEMBLE_TASK, OCR_PAGE_TASK, OCR_SPLIT_TASK
+from workers.celery_app import GENERATE_TASK, OCR_ASSEMBLE_TASK, OCR_PAGE_TASK, OCR_SPLIT_TASK
 
 
 def register_ocr_tasks(app: Celery, ocr_jobs: OCRJobs, queue: str) -> None:
+    if ocr_jobs.generate is None:
+        # Model calls of the page pipeline (VLM OCR, VLM analysis, LLM selection) become generation jobs on the
+        # model's queue, sent by task name: this worker never loads an engine.
+        def send(payload: dict, llm_queue: str) -> None:
+            app.send_task(GENERATE_TASK, args=[payload], task_id=payload["job_id"], queue=llm_queue)
+
+        ocr_jobs.generate = QueuedGeneration(ocr_jobs.settings, ocr_jobs.jobs, ocr_jobs.streams, send)
+
     @app.task(name=OCR_SPLIT_TASK, ignore_result=True)
     def split(payload: dict) -> None:
         task = OCRTask.model_validate(payload)
@@ -18,6 +27,7 @@ def register_ocr_tasks(app: Celery, ocr_jobs: OCRJobs, queue: str) -> None:
             return
         header = [page.s(payload, i).set(queue=queue) for i in range(pages)]
         chord(header)(assemble.s(payload).set(queue=queue))
+        ocr_jobs.fanned_out(task.job_id)
 
     @app.task(name=OCR_PAGE_TASK, ignore_result=False)
     def page(payload: dict, index: int) -> dict:

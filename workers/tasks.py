@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from celery import Celery
+from celery.exceptions import Reject
 
-from maoocr.generation.host import EngineHost
+from maoocr.generation.host import EngineHost, HandedBack
 from maoocr.protocol.generation import GenerationTask
 from workers.celery_app import GENERATE_TASK
 
@@ -12,4 +13,7 @@ from workers.celery_app import GENERATE_TASK
 def register_generation_task(app: Celery, host: EngineHost) -> None:
     @app.task(name=GENERATE_TASK, ignore_result=True)
     def generate(payload: dict) -> None:
-        host.run_job(GenerationTask.model_validate(payload))
+        try:
+            host.run_job(GenerationTask.model_validate(payload))
+        except HandedBack:
+            raise Reject("worker stopping: job handed back", requeue=True) from None

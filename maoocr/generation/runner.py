@@ -9,7 +9,9 @@ from dataclasses import dataclass, field
 
 from maoocr.engines.base import LLMEngine
 from maoocr.errors import MaoOCRError
+from maoocr.generation.resume import Resume
 from maoocr.jobs import JobStore, error_fields
+from maoocr.metrics import GENERATED_TOKENS, PROMPT_TOKENS, observe_finished, observe_started
 from maoocr.protocol.generation import Choice, GenerationParams, GenerationResult, StreamChunk, Usage
 from maoocr.streams import StreamWriter
 
@@ -23,20 +25,33 @@ class _Accumulated:
     reasons: dict[int, str | None] = field(default_factory=dict)
     usage: Usage | None = None
     cancelled: bool = False
+    requeue: bool = False  # aborted because the worker is stopping: hand the job back, don't finish it
 
 
 class GenerationRunner:
     """Job lifecycle around the engine. `claim`/`finish` are blocking Redis calls made on the caller's thread;
     `stream` is the coroutine that runs on the engine's event loop and never blocks it."""
 
-    def __init__(self, engine: LLMEngine, jobs: JobStore, writer: StreamWriter) -> None:
+    def __init__(self, engine: LLMEngine, jobs: JobStore, writer: StreamWriter, stamp: bool = False) -> None:
         self.engine = engine
         self.jobs = jobs
         self.writer = writer
+        self.stamp = stamp  # settings.stream_timestamps: put the engine's emit time on each token chunk
         # Cancels heard on the control channel, kept (bounded) even for jobs not started yet on this worker,
         # so a cancel that races the job's start still stops it.
         self.cancel_requested: OrderedDict[str, None] = OrderedDict()
         self._requests: dict[str, str] = {}  # job id → engine request id, while streaming
+        # Engine requests by phase, for heartbeats and /metrics; changed only on the engine's event loop.
+        self.waiting = 0  # submitted, no output yet (queued in the engine or in prefill)
+        self.running = 0  # producing tokens
+        self.stopping = False  # set when the worker's shutdown grace is over: running requests are handed back
+        self.drained: set[str] = set()  # jobs whose engine requests the shutdown aborted
+
+    def drain(self) -> list[str]:
+        """Stop: every streaming job is to be handed back. Returns the engine requests to abort."""
+        self.stopping = True
+        self.drained.update(self._requests)
+        return list(self._requests.values())
 
     def request_cancel(self, job_id: str) -> str | None:
         """Remember a cancel; returns the engine request to abort if the job is streaming here."""
@@ -45,39 +60,82 @@ class GenerationRunner:
             self.cancel_requested.popitem(last=False)
         return self._requests.get(job_id)
 
-    def claim(self, job_id: str) -> bool:
-        """queued → running. A redelivered job (its worker died) is running already and is run again;
-        a finished or cancelled job is not run twice."""
-        record = self.jobs.get(job_id)
-        moved, before = self.jobs.transition(job_id, ("queued", "running"), "running", started_at=time.time(),
-                                             attempts=record.attempts + 1)
-        if not moved:
-            log.info("job=%s skipped: already %s", job_id, before)
-        return moved
+    BUSY = -1
 
-    async def stream(self, job_id: str, params: GenerationParams) -> _Accumulated:
+    def claim(self, job_id: str, worker: str) -> int:
+        """queued → running for `worker`: the attempt number, 0 when the job is not to be run (finished,
+        cancelled) or BUSY when it is a redelivered copy of a job whose worker is alive (the caller waits).
+        A running job whose worker died is taken over."""
+        record = self.jobs.get(job_id)
+        attempt, before = self.jobs.claim(job_id, worker)
+        if attempt:
+            if attempt == 1:
+                observe_started(record)
+            else:
+                log.warning("job=%s attempt %d (was %s by %s)", job_id, attempt, before, record.worker)
+            return attempt
+        if before == "busy":
+            return self.BUSY
+        log.info("job=%s skipped: already %s", job_id, before)
+        return 0
+
+    def resume(self, job_id: str, attempt: int, params: GenerationParams) -> Resume | None:
+        """For a second or later attempt: how to continue the stream the earlier ones left."""
+        if attempt <= 1:
+            return None
+        self.writer.flush()
+        resume = Resume.from_record(job_id, attempt, params, self.writer.store.replay(job_id))
+        for chunk in resume.start():
+            self.writer.publish(chunk)
+        return resume
+
+    def load(self) -> dict[str, int]:
+        return {"running": self.running, "waiting": self.waiting}
+
+    async def stream(self, job_id: str, params: GenerationParams, resume: Resume | None = None) -> _Accumulated:
         acc = _Accumulated()
         request_id = f"{job_id}-{time.monotonic_ns()}"
         self._requests[job_id] = request_id
+        self.waiting += 1
+        first = True
         try:
             async for step in self.engine.generate(params, request_id):
+                if first:
+                    first = False
+                    self.waiting, self.running = self.waiting - 1, self.running + 1
+                emitted_at = time.time() if self.stamp else None
                 for delta in step.deltas:
                     acc.texts.setdefault(delta.index, []).append(delta.text)
                     acc.tokens[delta.index] = acc.tokens.get(delta.index, 0) + delta.token_count
                     if delta.finish_reason is not None:
                         acc.reasons[delta.index] = delta.finish_reason
-                    if delta.text or delta.finish_reason:
+                    if resume is not None:
+                        for chunk in resume.feed(delta.index, delta.text, delta.finish_reason):
+                            self.writer.publish(chunk)
+                    elif delta.text or delta.finish_reason:
                         self.writer.publish(StreamChunk(job_id=job_id, delta=delta.text, index=delta.index,
-                                                        finish_reason=delta.finish_reason))
+                                                        finish_reason=delta.finish_reason, emitted_at=emitted_at))
                 if step.finished:
                     acc.usage = step.usage
                 if job_id in self.cancel_requested:
                     acc.cancelled = True
                     await self.engine.abort(request_id)
                     break
+                if self.stopping and not step.finished:
+                    acc.requeue = True
+                    await self.engine.abort(request_id)
+                    break
         finally:
             self._requests.pop(job_id, None)
+            if first:
+                self.waiting -= 1
+            else:
+                self.running -= 1
         acc.cancelled = acc.cancelled or job_id in self.cancel_requested
+        # Aborted by the host's shutdown before its end: to be run again, not stored as done.
+        ended = sum(1 for r in acc.reasons.values() if r and r != "abort") == params.n
+        acc.requeue = not acc.cancelled and not ended and (acc.requeue or job_id in self.drained)
+        self.drained.discard(job_id)
         return acc
 
     def finish(self, job_id: str, params: GenerationParams, acc: _Accumulated | None,
@@ -91,9 +149,12 @@ class GenerationRunner:
             moved, before = self.jobs.transition(job_id, ("running",), "failed", **fields)
             self._end(job_id, "cancelled" if before == "cancelled" else "error", None,
                       None if before == "cancelled" else fields["error"])
+            self._observe_end(job_id)
             return
         assert acc is not None
         usage = acc.usage or Usage(completion_tokens=sum(acc.tokens.values()))
+        GENERATED_TOKENS.labels(params.model).inc(usage.completion_tokens)
+        PROMPT_TOKENS.labels(params.model).inc(usage.prompt_tokens)
         result = GenerationResult(
             model=params.model, usage=usage,
             choices=[Choice(index=i, text="".join(acc.texts.get(i, [])), finish_reason=acc.reasons.get(i),
@@ -102,6 +163,13 @@ class GenerationRunner:
             job_id, ("running",), "succeeded", result=result.model_dump())
         reason = result.choices[0].finish_reason if moved else before
         self._end(job_id, reason, usage, None)
+        self._observe_end(job_id)
+
+    def _observe_end(self, job_id: str) -> None:
+        try:
+            observe_finished(self.jobs.get(job_id))
+        except Exception as exc:  # a metric must never fail a job
+            log.debug("job=%s latency not observed: %s", job_id, exc)
 
     def _end(self, job_id: str, reason: str | None, usage: Usage | None, error: dict | None) -> None:
         self.writer.publish(StreamChunk(job_id=job_id, finished=True, finish_reason=reason, usage=usage,

@@ -19,6 +19,7 @@ def build_parser(prog: str = "maoocr ingest") -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, help="JSONL file to append results to (and resume from)")
     parser.add_argument("--api", default=default_api_url(),
                         help="API base URL (default: $MAOOCR_API_URL or http://127.0.0.1:8000)")
+    parser.add_argument("--api-key", default=None, help="API key sent as a Bearer token (default: $MAOOCR_API_KEY)")
     parser.add_argument("--concurrency", type=int, default=4, help="files in flight at once (default 4)")
     parser.add_argument("--strategy", choices=["auto", "fast", "accurate", "vlm"], help="OCR strategy per page")
     parser.add_argument("--max-attempts", type=int, default=5, help="uploads per file on transient errors")
@@ -42,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         limits = IngestLimits(max_entries=args.max_entries, max_entry_bytes=int(args.max_file_mb * MiB),
                               max_total_bytes=int(args.max_total_mb * MiB), max_ratio=args.max_ratio)
-        config = IngestConfig(api_url=args.api, concurrency=args.concurrency, max_attempts=args.max_attempts,
+        config = IngestConfig(api_url=args.api, **({"api_key": args.api_key} if args.api_key else {}),
+                              concurrency=args.concurrency, max_attempts=args.max_attempts,
                               job_timeout_s=args.job_timeout, max_files=args.max_files,
                               form={"strategy": args.strategy} if args.strategy else {},
                               progress=not args.no_progress)

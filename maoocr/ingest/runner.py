@@ -36,6 +36,8 @@ class IngestConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     api_url: str = Field(default_factory=default_api_url)
+    api_key: str | None = Field(default_factory=lambda: os.environ.get("MAOOCR_API_KEY") or None, repr=False,
+                                description="Sent as 'Authorization: Bearer <key>' (default: $MAOOCR_API_KEY).")
     concurrency: int = Field(4, ge=1, le=64)
     max_attempts: int = Field(5, ge=1, description="Uploads per file, and consecutive failed polls per job.")
     backoff_s: float = Field(1.0, ge=0)
@@ -121,6 +123,8 @@ class _Client:
         # requests.Session is not thread-safe: one per worker thread, reused for its keep-alive connections.
         if not hasattr(self.local, "session"):
             self.local.session = requests.Session()
+            if self.config.api_key:
+                self.local.session.headers["Authorization"] = f"Bearer {self.config.api_key}"
         return self.local.session
 
     def backoff(self, attempt: int, response: requests.Response | None = None) -> float:
@@ -157,6 +161,8 @@ class _Client:
                         last = f"unexpected reply to the upload: {exc}"
                 elif response.status_code in TRANSIENT_HTTP:
                     last = f"HTTP {response.status_code}: {_error(response)['message']}"
+                elif response.status_code == 401:  # the key's fault, not the file's: a re-run with a key resends it
+                    return _gave_up(name, "unauthorized", f"HTTP 401: {_error(response)['message']}", attempt)
                 else:
                     error = {**_error(response), "http_status": response.status_code}
                     return IngestRecord(path=name, status="rejected", error=error, attempts=attempt)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 Level = Literal["simple", "medium", "complex"]
 
@@ -39,10 +39,26 @@ class PageFeatures(BaseModel):
     is_color: bool
 
 
+class PageRating(BaseModel):
+    """A vision model's rating of a page (`maoocr.pipeline.vlm_analysis`); its JSON schema constrains the answer."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    score: float = Field(ge=0.0, le=1.0, description="0: clean single-column print; 1: very hard to OCR")
+    columns: int = Field(ge=0, le=8, description="text columns; 0 on a blank page")
+    has_table: bool
+    handwriting: bool
+    degraded: bool = Field(description="noisy, blurred, low-contrast, skewed or rotated")
+    reason: str = Field(min_length=1, max_length=200, description="one sentence on what makes the page hard or easy")
+
+
 class ComplexityAnalysis(BaseModel):
     score: float = Field(ge=0.0, le=1.0)
     level: Level
     features: PageFeatures
     contributions: dict[str, float] = Field(default_factory=dict, description="per-cue parts of the score")
     analysis_ms: float
-    analyzer: str = "heuristic"
+    analyzer: str = Field("heuristic", description="'heuristic', or 'vlm:<model>' when score and level are a "
+                                                 "vision model's rating (features stay the heuristic ones)")
+    rating: PageRating | None = Field(None, description="the vision model's validated answer, when it gave one")
+    fallback_reason: str | None = Field(None, description="why a requested VLM analysis fell back to the heuristic")

@@ -8,14 +8,16 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import redis
 
 from maoocr.config import Settings
 from maoocr.documents import LoadedDocument, load_document
 from maoocr.errors import MaoOCRError
+from maoocr.generation.call import Generate
 from maoocr.jobs import JobStore, error_fields
+from maoocr.metrics import PAGE_SECONDS, PAGES_PROCESSED, observe_finished, observe_started
 from maoocr.ocr.base import OCREngine
 from maoocr.pipeline.assemble import assemble
 from maoocr.protocol.generation import StreamChunk
@@ -23,22 +25,31 @@ from maoocr.protocol.jobs import JobError, JobRecord
 from maoocr.protocol.ocr import OCROptions, PageResult
 from maoocr.streams import StreamStore
 
+if TYPE_CHECKING:  # page.py loads OpenCV, which the API process (it accepts uploads here) must not
+    from maoocr.pipeline.page import PageSteps
+
 log = logging.getLogger(__name__)
 
 DOC_KEY = "maoocr:doc:{}"
-PAGES_DONE_KEY = "maoocr:job:{}:pages_done"
+PAGES_DONE_KEY = "maoocr:job:{}:pages_done"  # set of page indexes: a page run twice counts once
+SPLIT_KEY = "maoocr:job:{}:split"  # the pages were fanned out: a split delivered again must not do it twice
+BUSY_POLL_S = 1.0
 
 
 class OCRJobs:
     def __init__(self, settings: Settings, jobs: JobStore, streams: StreamStore, blobs: redis.Redis,
-                 engine_for: Callable[[str], OCREngine] | None = None, engine_threads: int | None = None) -> None:
+                 engine_for: Callable[[str], OCREngine] | None = None, engine_threads: int | None = None,
+                 generate: Generate | None = None) -> None:
         self.settings = settings
         self.jobs = jobs
         self.streams = streams
         self.blobs = blobs  # a bytes (non-decoding) client
-        self.engine_for = engine_for or self._default_engine
+        self.engine_for = engine_for  # None: the engines settings.ocr names
         self.engine_threads = engine_threads  # ONNX threads per engine: cores / worker processes
+        self.generate = generate  # how this process reaches models (VLM OCR, VLM analysis, LLM selection)
+        self._steps: PageSteps | None = None
         self._docs: OrderedDict[str, LoadedDocument] = OrderedDict()
+        self.worker = "local"  # identity jobs are claimed under (the worker's Heartbeat.identity)
 
     # -- API side -------------------------------------------------------------------------------------------
     def accept(self, data: bytes, options: OCROptions, owner: str | None = None) -> tuple[JobRecord, int]:
@@ -51,45 +62,70 @@ class OCRJobs:
 
     # -- worker side ----------------------------------------------------------------------------------------
     def start(self, job_id: str, options: OCROptions) -> int | None:
-        """queued → running; the number of pages to fan out, or None when the job is not ours to run."""
+        """queued → running; the number of pages to fan out, or None when the job is not ours to run.
+
+        A split delivered again takes the job over if its worker died before fanning the pages out; once they
+        are fanned out there is nothing to do. While the first split is still at it, this copy waits for it
+        (a few seconds at most; never for the pages, which may need this very pool process)."""
         record = self.jobs.get(job_id)
-        moved, before = self.jobs.transition(job_id, ("queued", "running"), "running", started_at=time.time(),
-                                             attempts=record.attempts + 1)
-        if not moved:
+        split_done = SPLIT_KEY.format(job_id)
+        while True:
+            attempt, before = self.jobs.claim(job_id, self.worker)
+            if before != "busy" or self.jobs.redis.exists(split_done):
+                break
+            time.sleep(BUSY_POLL_S)
+        if not attempt:
             log.info("job=%s skipped: already %s", job_id, before)
             return None
+        if attempt > 1 and self.jobs.redis.exists(split_done):
+            log.warning("job=%s attempt %d: pages were fanned out already", job_id, attempt)
+            return None
+        if attempt == 1:
+            observe_started(record)
         try:
             doc = self.document(job_id, options)
         except MaoOCRError as exc:
             self.fail(job_id, exc)
             return None
-        self._progress(job_id, 0, doc.page_count)
+        self._progress(job_id, self.jobs.redis.scard(PAGES_DONE_KEY.format(job_id)), doc.page_count)
         return doc.page_count
+
+    def fanned_out(self, job_id: str) -> None:
+        self.jobs.redis.set(SPLIT_KEY.format(job_id), 1, ex=self.settings.ttls.job_s)
 
     def run_page(self, job_id: str, options: OCROptions, index: int) -> PageResult:
         """One page; any failure becomes a failed page with its reason, never a failed job."""
         # Imported here: the API process uses this class to accept uploads and must not load OpenCV or ONNX.
         from maoocr.pipeline.page import process_page
         from maoocr.pipeline.resources import read_resources
+        from maoocr.pipeline.steps import build_steps
 
         page_number = index + 1
+        began = time.monotonic()
         try:
             doc = self.document(job_id, options)
             page_number = doc.page_numbers[index]
             image = doc.render_page(index)
             resources = read_resources(self.jobs.redis, self.settings)
-            result = process_page(image, index, page_number, options, resources, self.engine_for,
+            if self._steps is None:  # built in the worker process that uses it (prefork children, not the parent)
+                self._steps = build_steps(self.settings, self.generate, self.engine_threads)
+                if self.engine_for is not None:
+                    self._steps.engine_for = self.engine_for
+            result = process_page(image, index, page_number, options, resources, self._steps,
                                   dpi=doc.limits.pdf_dpi if doc.format == "pdf" else None)
         except MaoOCRError as exc:
             result = failed_page(index, page_number, exc.code, exc.message)
         except Exception as exc:  # one bad page must not take the document down
             log.exception("job=%s page=%d failed", job_id, page_number)
             result = failed_page(index, page_number, "page_failed", f"{type(exc).__name__}: {exc}")
+        PAGES_PROCESSED.labels(result.status, result.strategy or "none").inc()
+        PAGE_SECONDS.labels(result.strategy or "none").observe(time.monotonic() - began)
         key = PAGES_DONE_KEY.format(job_id)
         with self.jobs.redis.pipeline() as pipe:  # counted in Redis: pages finish on many workers at once
-            pipe.incr(key)
+            pipe.sadd(key, index)
             pipe.expire(key, self.settings.ttls.job_s)
-            done = int(pipe.execute()[0])
+            pipe.scard(key)
+            done = int(pipe.execute()[2])
         total = int((self.jobs.get(job_id).progress or {}).get("total", 0))
         self._progress(job_id, done, total)
         return result
@@ -97,22 +133,29 @@ class OCRJobs:
     def finish(self, job_id: str, pages: list[PageResult]) -> None:
         record = self.jobs.get(job_id)
         fmt = self._docs[job_id].format if job_id in self._docs else "unknown"
+        pages = list({page.index: page for page in pages}.values())  # a page delivered twice is one page
         result = assemble(fmt, pages)
         moved, before = self.jobs.transition(job_id, ("running",), "succeeded", result=result.model_dump(mode="json"),
                                              progress={"done": len(pages), "total": len(pages)})
-        self.streams.append([StreamChunk(job_id=job_id, event="end", finished=True,
-                                         finish_reason="succeeded" if moved else before)])
+        if moved or not self.streams.ended(job_id):  # an assemble run twice ends the stream once
+            self.streams.append([StreamChunk(job_id=job_id, event="end", finished=True,
+                                             finish_reason="succeeded" if moved else before)])
         self.blobs.delete(DOC_KEY.format(job_id))
         self._docs.pop(job_id, None)
         log.info("job=%s assembled %d pages (%s)", job_id, len(pages), record.status)
+        if moved:
+            observe_finished(self.jobs.get(job_id))
 
     def fail(self, job_id: str, exc: BaseException) -> None:
         fields = error_fields(exc)
         moved, before = self.jobs.transition(job_id, ("queued", "running"), "failed", **fields)
-        self.streams.append([StreamChunk(job_id=job_id, event="end", finished=True,
-                                         finish_reason="error" if moved else before,
-                                         error=fields["error"] if moved else None)])
+        if moved or not self.streams.ended(job_id):
+            self.streams.append([StreamChunk(job_id=job_id, event="end", finished=True,
+                                             finish_reason="error" if moved else before,
+                                             error=fields["error"] if moved else None)])
         self.blobs.delete(DOC_KEY.format(job_id))
+        if moved:
+            observe_finished(self.jobs.get(job_id))
 
     def document(self, job_id: str, options: OCROptions) -> LoadedDocument:
         """The job's document, parsed once per process (pages of one job tend to land on the same worker)."""
@@ -129,20 +172,9 @@ class OCRJobs:
 
     def _progress(self, job_id: str, done: int, total: int) -> None:
         progress = {"done": done, "total": total}
-        self.jobs.transition(job_id, ("running",), "running", progress=progress)
-        self.streams.append([StreamChunk(job_id=job_id, event="progress", progress=progress)])
-
-    def _default_engine(self, strategy: str) -> OCREngine:
-        from maoocr.ocr.registry import get_ocr_engine
-
-        if strategy == "vlm":
-            # No VLM OCR backend is wired into this worker; strategy selection only routes here when a
-            # multimodal worker is alive, so say so rather than silently using another engine.
-            raise MaoOCRError("the VLM OCR backend is not available in this worker", code="vlm_unavailable")
-        if self.settings.ocr.engine == "rapidocr":
-            return get_ocr_engine("rapidocr", profile="accurate" if strategy == "accurate" else "fast",
-                                  threads=self.engine_threads)
-        return get_ocr_engine(self.settings.ocr.engine)
+        moved, _ = self.jobs.transition(job_id, ("running",), "running", progress=progress)
+        if moved:  # nothing after a job's end chunk
+            self.streams.append([StreamChunk(job_id=job_id, event="progress", progress=progress)])
 
 
 def failed_page(index: int, page: int, code: str, message: str) -> PageResult:

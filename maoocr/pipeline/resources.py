@@ -20,5 +20,13 @@ def read_resources(client: redis.Redis, settings: Settings) -> ResourceState:
             pipe.llen(queue)
         depths = dict(zip(queues, pipe.execute()))
     serving = {w.get("model") for w in live_workers(client)}
+    # 'vlm' means the VLM OCR backend, so only the model configured for it counts, and only while it is served.
+    vlm = settings.ocr.vlm_model
+    note = None
+    if vlm is None:
+        note = "ocr.vlm_model is not set" + (f"; multimodal models configured: {', '.join(vlm_models)}"
+                                             if vlm_models else "")
+    elif vlm not in serving:
+        note = f"no live worker serves the VLM {vlm!r}"
     return ResourceState(gpu_free_mb=[g.free_mb for g in read_gpus()], queue_depths=depths,
-                         vlm_available=any(m in serving for m in vlm_models))
+                         vlm_available=note is None, vlm_note=note)

@@ -37,12 +37,14 @@ class ResourceState(BaseModel):
     gpu_free_mb: list[NonNegativeInt] = Field(default_factory=list, description="free MiB per GPU; empty: none")
     queue_depths: dict[str, NonNegativeInt] = Field(default_factory=dict, description="jobs waiting per queue")
     vlm_available: bool = False
+    vlm_note: str | None = Field(None, description="why no VLM is available (e.g. none configured), for reasons")
 
 
 class StrategyDecision(BaseModel):
     strategy: Strategy
     reason: str = Field(description="human-readable, with the numbers that decided it")
     requested: Requested
+    selector: str = Field("rules", description="'rules', or 'llm:<model>' when a language model chose")
 
 
 def select_strategy(analysis: ComplexityAnalysis, resources: ResourceState, requested: Requested = "auto",
@@ -60,7 +62,8 @@ def select_strategy(analysis: ComplexityAnalysis, resources: ResourceState, requ
 
     if requested != "auto":
         if requested == "vlm" and not resources.vlm_available:
-            return decide("accurate", "requested 'vlm' but no VLM is available; falling back to 'accurate'")
+            note = f" ({resources.vlm_note})" if resources.vlm_note else ""
+            return decide("accurate", f"requested 'vlm' but no VLM is available{note}; falling back to 'accurate'")
         return decide(requested, f"requested '{requested}'")
 
     page = _describe(analysis)
@@ -71,7 +74,7 @@ def select_strategy(analysis: ComplexityAnalysis, resources: ResourceState, requ
 
     lacking = []
     if not resources.vlm_available:
-        lacking.append("no VLM is available")
+        lacking.append("no VLM is available" + (f" ({resources.vlm_note})" if resources.vlm_note else ""))
     best_free = max(resources.gpu_free_mb, default=None)
     if best_free is None:
         lacking.append("no GPU")
@@ -91,4 +94,7 @@ def _describe(analysis: ComplexityAnalysis) -> str:
     top = sorted(analysis.contributions.items(), key=lambda item: (-item[1], item[0]))[:3]
     cues = "; " + ", ".join(f"{name} {value:.2f}" for name, value in top) if top else ""
     blank = ", blank page" if analysis.features.is_blank else ""
-    return f"page is {analysis.level} (score {analysis.score:.2f}{cues}{blank})"
+    by = ""
+    if analysis.rating is not None:  # the score is the model's: its own words explain it, not the heuristic cues
+        by, cues = f" by {analysis.analyzer}", f": {analysis.rating.reason!r}"
+    return f"page is {analysis.level} (score {analysis.score:.2f}{by}{cues}{blank})"

@@ -18,12 +18,14 @@ class GenerateRequest(BaseModel):
     stop: list[str] = Field(default_factory=list)
     seed: int | None = None
     ignore_eos: bool = False
+    json_schema: dict | None = Field(None, description="Constrain the output to JSON valid against this schema")
     wait: bool = Field(False, description="Hold the request until the job ends and answer with its text")
 
     def to_params(self, default_model: str, default_max_tokens: int) -> GenerationParams:
         return GenerationParams(prompt=self.prompt, model=self.model or default_model,
                                 max_tokens=self.max_tokens or default_max_tokens, temperature=self.temperature,
-                                top_p=self.top_p, stop=self.stop, seed=self.seed, ignore_eos=self.ignore_eos)
+                                top_p=self.top_p, stop=self.stop, seed=self.seed, ignore_eos=self.ignore_eos,
+                                json_schema=self.json_schema)
 
 
 class JobAccepted(BaseModel):

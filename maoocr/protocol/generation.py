@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -41,9 +41,13 @@ class GenerationParams(BaseModel):
     temperature: float = Field(1.0, ge=0, le=2)
     top_p: float = Field(1.0, gt=0, le=1)
     n: int = Field(1, ge=1)
-    stop: list[str] = Field(default_factory=list)
+    # Each stop string is checked after every token: a bound keeps one request from slowing the whole batch.
+    stop: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list, max_length=16)
     seed: int | None = None
     ignore_eos: bool = False
+    json_schema: dict[str, Any] | None = Field(
+        None, description="Constrain the output to JSON valid against this JSON Schema ({'type': 'object'}: any "
+                          "JSON object). Invalid schemas are refused before the job is queued.")
 
     @model_validator(mode="after")
     def _one_input(self) -> "GenerationParams":
@@ -77,9 +81,15 @@ class StreamChunk(BaseModel):
     finish_reason: str | None = None
     usage: Usage | None = None
     index: int = 0
-    event: Literal["token", "progress", "end"] = "token"
+    event: Literal["token", "progress", "end", "restart"] = "token"
     progress: dict[str, Any] | None = None
     error: dict[str, str] | None = None
+    # On a `restart` event: the job's attempt that starts here (its worker died). Drop the text received so
+    # far for this job; the attempt's text follows from its beginning.
+    attempt: int | None = None
+    # Bench/debug only (setting `stream_timestamps`): epoch seconds at which the engine emitted this delta,
+    # so a subscriber can time the hop engine → Redis → API → client on one machine's clock.
+    emitted_at: float | None = None
 
 
 class Choice(BaseModel):

@@ -26,6 +26,7 @@ class JobRecord(BaseModel):
     started_at: float | None = None
     finished_at: float | None = None
     attempts: int = 0
+    worker: str | None = None  # "<worker name> <instance token>" of the worker running (or last running) it
     progress: dict[str, Any] | None = None
     result: dict[str, Any] | None = None
     error: JobError | None = None

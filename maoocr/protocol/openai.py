@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -13,6 +13,32 @@ from maoocr.protocol.generation import ChatMessage, GenerationParams, Usage
 
 class StreamOptions(BaseModel):
     include_usage: bool = False
+
+
+class JsonSchemaFormat(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    name: str | None = None
+    description: str | None = None
+    schema_: dict[str, Any] | None = Field(None, alias="schema")
+    strict: bool | None = None
+
+
+class ResponseFormat(BaseModel):
+    """OpenAI's `response_format`: free text, any JSON object, or JSON valid against a given schema."""
+
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
+
+    def to_json_schema(self) -> dict[str, Any] | None:
+        if self.type == "text":
+            return None
+        if self.type == "json_object":
+            return {"type": "object"}
+        if self.json_schema is None or self.json_schema.schema_ is None:
+            raise InvalidRequest("response_format of type json_schema needs json_schema.schema "
+                                 '({"type": "json_schema", "json_schema": {"name": ..., "schema": {...}}})')
+        return self.json_schema.schema_
 
 
 class _SamplingRequest(BaseModel):
@@ -29,12 +55,14 @@ class _SamplingRequest(BaseModel):
     stream: bool = False
     stream_options: StreamOptions | None = None
     ignore_eos: bool = False  # vLLM extension: generate exactly max_tokens
+    response_format: ResponseFormat | None = None
 
     def _sampling(self, default_model: str, default_max_tokens: int) -> dict:
         stop = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
         return dict(model=self.model or default_model, max_tokens=self.max_tokens or default_max_tokens,
                     temperature=self.temperature, top_p=self.top_p, n=self.n, stop=stop, seed=self.seed,
-                    ignore_eos=self.ignore_eos)
+                    ignore_eos=self.ignore_eos,
+                    json_schema=self.response_format.to_json_schema() if self.response_format else None)
 
     @property
     def include_usage(self) -> bool:

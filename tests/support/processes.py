@@ -41,16 +41,19 @@ class Proc:
                 self.popen.wait()
 
 
-def start_redis(workdir: Path, port: int | None = None, extra: list[str] | None = None) -> tuple[Proc, str]:
+def start_redis(workdir: Path, port: int | None = None, extra: list[str] | None = None,
+                password: str | None = None) -> tuple[Proc, str]:
+    """A redis-server on `port` (a free one by default); `extra` options come last and win."""
     binary = redis_server_binary()
     assert binary, "redis-server is needed for the tests"
     port = port or free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     log = workdir / f"redis-{port}.log"
     popen = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
-                              "no", "--dir", str(workdir), *(extra or [])],
+                              "no", "--dir", str(workdir), *(["--requirepass", password] if password else []),
+                              *(extra or [])],
                              stdout=log.open("w"), stderr=subprocess.STDOUT)
-    url = f"redis://127.0.0.1:{port}/0"
+    url = f"redis://{f':{password}@' if password else ''}127.0.0.1:{port}/0"
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         try:
@@ -62,20 +65,24 @@ def start_redis(workdir: Path, port: int | None = None, extra: list[str] | None 
     raise RuntimeError(f"redis-server did not start on {port}")
 
 
-def write_config(directory: Path, redis_url: str, model_path: str, model: dict | None = None) -> Path:
+def write_config(directory: Path, redis_url: str, model_path: str, model: dict | None = None,
+                 extra_models: dict[str, dict] | None = None) -> Path:
     """A maoocr.yaml + models file for one model named `tiny`; returns the maoocr.yaml path.
 
-    `model` overrides the model's settings (max_model_len, max_num_seqs, load_format, …).
+    `model` overrides the model's settings (max_model_len, max_num_seqs, load_format, …); `extra_models`
+    adds more models (name → settings) next to `tiny`.
     """
     directory.mkdir(parents=True, exist_ok=True)
     settings = {"model_path": model_path, "model_type": "text", "max_model_len": 1024, "max_num_seqs": 64,
                 **(model or {})}
     (directory / "vllm_models.yaml").write_text(yaml.safe_dump(
-        {"models": {"tiny": settings}, "api": {"default_model": "tiny"}}))
+        {"models": {"tiny": settings, **(extra_models or {})}, "api": {"default_model": "tiny"}}))
     config = directory / "maoocr.yaml"
     config.write_text(f"redis_url: {redis_url}\nmodels_file: {directory / 'vllm_models.yaml'}\n"
                       f"data_dir: {directory / 'data'}\nlog_level: INFO\n"
-                      f"limits:\n  wait_timeout_s: 120\nttls:\n  heartbeat_s: 6\n")
+                      f"limits:\n  wait_timeout_s: 120\nttls:\n  heartbeat_s: 6\n"
+                      # every worker exports /metrics on a free port, announced in its heartbeat
+                      f"metrics:\n  worker_port: 0\n")
     return config
 
 
@@ -128,19 +135,25 @@ class Stack:
 
 
 def start_stack(workdir: Path, redis_url: str, model_path: str, worker_args: list[str] | None = None,
-                ocr_worker: bool = False, model: dict | None = None) -> Stack:
-    config = write_config(workdir / "configs", redis_url, model_path, model)
-    env = service_env(config, workdir / "tmp")
+                ocr_worker: bool = False, model: dict | None = None, env: dict[str, str] | None = None,
+                extra_models: dict[str, dict] | None = None) -> Stack:
+    """`env` adds variables to every process (e.g. MAOOCR_API_KEYS); each of `extra_models` gets its own
+    CPU worker."""
+    config = write_config(workdir / "configs", redis_url, model_path, model, extra_models)
+    env = {**service_env(config, workdir / "tmp"), **(env or {})}
     port = free_port()
     stack = Stack(redis_url, f"http://127.0.0.1:{port}", config, env, workdir / "logs")
     try:
         stack.procs.append(start_module("worker", "workers.main", worker_args or ["--cpu"], env, stack.logdir))
+        for name in extra_models or {}:
+            stack.procs.append(start_module(f"worker-{name}", "workers.main", ["--cpu", "--model", name], env,
+                                            stack.logdir))
         if ocr_worker:
             stack.procs.append(start_module("ocr-worker", "workers.main", ["--ocr"], env, stack.logdir))
         stack.procs.append(start_module("api", "api.server", ["--host", "127.0.0.1", "--port", str(port)], env,
                                         stack.logdir))
         wait_http(stack.base_url + "/readyz", stack.procs)
-        expected = 2 if ocr_worker else 1
+        expected = 1 + len(extra_models or {}) + (1 if ocr_worker else 0)
         wait_until(lambda: len(requests.get(stack.base_url + "/readyz", timeout=5).json()["workers"]) >= expected,
                    stack.procs)
     except BaseException:

@@ -1,0 +1,109 @@
+"""One blocking question to a model, the way pipeline code asks it: `generate(params, timeout_s) -> GenerationResult`.
+
+The OCR pipeline's VLM pieces (VLM OCR, VLM complexity analysis, LLM strategy selection) take such a callable, so
+the same code runs in-process on a resident engine (`maoocr.generation.local.LocalEngines`) and inside the OCR
+worker as a generation job on the model's queue (`QueuedGeneration`, below), without knowing which.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import logging
+from typing import Callable, Protocol
+
+from PIL import Image
+
+from maoocr.config import Settings
+from maoocr.errors import EngineError, MaoOCRError, error_from_dict
+from maoocr.generation.validate import validate_params
+from maoocr.jobs import JobStore
+from maoocr.protocol.generation import ChatMessage, ContentPart, GenerationParams, GenerationResult, GenerationTask
+from maoocr.streams import StreamStore
+
+log = logging.getLogger(__name__)
+
+
+class Generate(Protocol):
+    def __call__(self, params: GenerationParams, timeout_s: float) -> GenerationResult:
+        """The finished answer; raises MaoOCRError (or TimeoutError) when there is none."""
+
+
+# send(task payload, queue): puts a generation task on the queue. The Celery wiring lives in workers/.
+SendTask = Callable[[dict, str], None]
+
+
+class QueuedGeneration:
+    """A generation job on the model's queue, waited for on its job record (used by the OCR worker).
+
+    The job is a normal generation job: it shows in `GET /v1/jobs/<id>`, streams, and can be cancelled.
+    On timeout it is cancelled, so a busy VLM worker does not spend time on an answer nobody waits for.
+    """
+
+    def __init__(self, settings: Settings, jobs: JobStore, streams: StreamStore, send: SendTask) -> None:
+        self.settings = settings
+        self.jobs = jobs
+        self.streams = streams
+        self.send = send
+
+    def __call__(self, params: GenerationParams, timeout_s: float) -> GenerationResult:
+        validate_params(params, self.settings)
+        record = self.jobs.create("generation", model=params.model)
+        self.send(GenerationTask(job_id=record.id, params=params).model_dump(mode="json"),
+                  self.settings.queues.llm_queue(params.model))
+        try:
+            done = self.jobs.wait(record.id, timeout_s)
+        except TimeoutError:
+            self.jobs.cancel(record.id, self.streams)
+            raise TimeoutError(f"no answer from model {params.model!r} within {timeout_s:g} s "
+                               f"(job {record.id} cancelled)") from None
+        if done.status != "succeeded" or done.result is None:
+            error = done.error.model_dump() if done.error else {"code": "engine_error",
+                                                                 "message": f"job ended as {done.status}"}
+            raise error_from_dict(error)
+        return GenerationResult.model_validate(done.result)
+
+
+def image_data_url(image: Image.Image, max_side: int | None = None) -> str:
+    """A PNG data URL of the page, its long side reduced to `max_side` px (image tokens grow with pixels)."""
+    if image.mode not in ("RGB", "L"):
+        image = image.convert("RGB")
+    if max_side and max(image.size) > max_side:
+        scale = max_side / max(image.size)
+        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
+                             Image.Resampling.LANCZOS)
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", optimize=False)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def image_question(image: Image.Image, question: str, max_side: int | None = None,
+                   system: str | None = None) -> list[ChatMessage]:
+    """Chat messages with one image part followed by the question (the order VLM chat templates expect)."""
+    messages = [ChatMessage(role="system", content=system)] if system else []
+    messages.append(ChatMessage(role="user", content=[
+        ContentPart(type="image_url", image_url={"url": image_data_url(image, max_side)}),
+        ContentPart(type="text", text=question)]))
+    return messages
+
+
+def describe_failure(exc: BaseException) -> str:
+    """One line for a strategy_reason or fallback_reason: the error's code and message, or its type."""
+    if isinstance(exc, MaoOCRError):
+        return f"{exc.code}: {exc.message}"
+    if isinstance(exc, TimeoutError):
+        return f"timeout: {exc}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def answer_text(result: GenerationResult, what: str) -> str:
+    """The first choice's text; an answer cut at max_tokens is a failure (it is incomplete by definition)."""
+    choice = result.choices[0] if result.choices else None
+    if choice is None:
+        raise EngineError(f"{what}: the model returned no choice")
+    if choice.finish_reason == "length":
+        raise EngineError(f"{what}: the answer was cut at max_tokens ({choice.completion_tokens} tokens)",
+                          code="answer_truncated")
+    if choice.finish_reason not in (None, "stop"):
+        raise EngineError(f"{what}: the answer ended with finish_reason {choice.finish_reason!r}")
+    return choice.text
