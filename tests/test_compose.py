@@ -141,14 +141,15 @@ def test_the_gunicorn_command_serves_sse_and_websockets(compose, stack):
     base = f"http://127.0.0.1:{port}"
     try:
         wait_http(base + "/readyz", [proc], timeout_s=60)
-        job = requests.post(base + "/api/generate", json={"prompt": "hi", "max_tokens": 6, "ignore_eos": True},
+        job = requests.post(base + "/api/generate",
+                            json={"prompt": "say hello to the world", "max_tokens": 6, "ignore_eos": True},
                             timeout=30).json()
         events = requests.get(f"{base}/v1/jobs/{job['job_id']}/events", timeout=120)
         assert events.headers["Content-Type"].startswith("text/event-stream")
         assert "event: end" in events.text and events.text.count("event: token") >= 1
         ws = websocket.create_connection(f"ws://127.0.0.1:{port}/ws/stream", timeout=60)
         try:
-            ws.send('{"prompt": "hello", "max_tokens": 5, "ignore_eos": true}')
+            ws.send('{"prompt": "count to five please", "max_tokens": 5, "ignore_eos": true}')
             chunks = []
             while not chunks or not chunks[-1]["finished"]:
                 chunks.append(json.loads(ws.recv()))

@@ -51,7 +51,7 @@ def test_flower_sees_workers_and_finished_tasks(stack, stack_settings, redis_cli
         assert workers[names["ocr"]]["active_queues"][0]["name"] == "maoocr.ocr"
 
         generated = requests.post(stack.base_url + "/api/generate", timeout=120,
-                                  json={"prompt": "flower", "max_tokens": 4, "wait": True})
+                                  json={"prompt": "name three flowers please", "max_tokens": 4, "wait": True})
         assert generated.status_code == 200, generated.text
         gen_id = generated.json()["job_id"]
         pdf = docgen.pdf_bytes(docgen.numbered_pages(2))

@@ -14,7 +14,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from maoocr.heartbeats import live_workers
 from tests import docgen
-from workers.celery_app import create_celery_app
 
 Samples = list[tuple[str, dict[str, str], float]]
 
@@ -101,38 +100,38 @@ def test_metrics_move_after_generation_and_ocr_jobs(stack, redis_client):
             > value(llm0, "maoocr_job_latency_seconds_sum", kind="generation"))
 
 
-def test_queue_depth_and_queued_jobs_while_no_worker_consumes(stack, stack_settings):
-    """Stop the LLM worker consuming its queue (Celery's own remote control): a job waits, and /metrics says so."""
+def test_queue_depth_and_running_jobs_while_pages_wait(stack, stack_settings):
+    """A 6-page document fans out into 6 page tasks on an OCR worker with one process per core (2 here): while
+    it runs, /metrics shows the job running and pages waiting in the OCR queue; afterwards both are back down."""
     api_url = stack.base_url + "/metrics"
-    queue = stack_settings.queues.llm_queue("tiny")
-    control = create_celery_app(stack_settings).control
-    replies = control.cancel_consumer(queue, reply=True, timeout=5)
-    assert any("ok" in r for reply in replies for r in reply.values()), replies
-    try:
-        time.sleep(1.5)  # a receive already waiting on the queue may still take one message; let it lapse
-        before = scrape(api_url)
-        reply = requests.post(stack.base_url + "/api/generate", json={"prompt": "wait", "max_tokens": 4}, timeout=30)
-        assert reply.status_code == 202, reply.text
-        job_id = reply.json()["job_id"]
-        eventually(lambda: value(scrape(api_url), "maoocr_queue_depth", queue=queue) >= 1, 15,
-                   f"{queue} depth 1 with no consumer")
-        waiting = scrape(api_url)
-        assert (value(waiting, "maoocr_jobs", kind="generation", status="queued")
-                >= value(before, "maoocr_jobs", kind="generation", status="queued") + 1)
-    finally:
-        control.add_consumer(queue, reply=True, timeout=5)
+    queue = stack_settings.queues.ocr
+    before = scrape(api_url)
+    assert value(before, "maoocr_queue_depth", queue=queue) == 0
+    pdf = docgen.pdf_bytes(docgen.numbered_pages(6))
+    reply = requests.post(stack.base_url + "/v1/documents", files={"file": ("six.pdf", pdf)}, timeout=60)
+    assert reply.status_code == 202, reply.text
+    job_id = reply.json()["job_id"]
+    seen_depth, seen_running = 0.0, 0.0
+    deadline = time.monotonic() + 240
+    while requests.get(f"{stack.base_url}/v1/jobs/{job_id}", timeout=10).json()["status"] in ("queued", "running"):
+        samples = scrape(api_url)
+        seen_depth = max(seen_depth, value(samples, "maoocr_queue_depth", queue=queue))
+        seen_running = max(seen_running, value(samples, "maoocr_jobs", kind="ocr", status="running"))
+        assert time.monotonic() < deadline
     assert wait_job(stack, job_id)["status"] == "succeeded"
+    assert seen_running >= value(before, "maoocr_jobs", kind="ocr", status="running") + 1
+    assert seen_depth >= 1, "pages never waited in the OCR queue"
     after = scrape(api_url)
     assert value(after, "maoocr_queue_depth", queue=queue) == 0
-    assert (value(after, "maoocr_jobs", kind="generation", status="queued")
-            == value(waiting, "maoocr_jobs", kind="generation", status="queued") - 1)
+    assert value(after, "maoocr_jobs", kind="ocr", status="running") == value(before, "maoocr_jobs", kind="ocr",
+                                                                               status="running")
 
 
 def test_engine_requests_show_a_running_generation(stack, redis_client):
     llm_url = worker_url(redis_client, "llm")
     assert any(n == "maoocr_engine_requests" and lab["state"] == "waiting" for n, lab, _ in scrape(llm_url))
     reply = requests.post(stack.base_url + "/api/generate", timeout=30,
-                          json={"prompt": "long", "max_tokens": 900, "ignore_eos": True})
+                          json={"prompt": "write a long story about the sea", "max_tokens": 900, "ignore_eos": True})
     assert reply.status_code == 202, reply.text
     job_id = reply.json()["job_id"]
     try:

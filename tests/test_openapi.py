@@ -112,7 +112,8 @@ def test_real_responses_match_the_documented_schemas(document, stack):
     call("GET", "/openapi.json")
     call("GET", "/metrics")
     call("GET", "/ws/stream")  # a plain GET, not a WebSocket upgrade: 400
-    done = call("POST", "/api/generate", json={"prompt": "hi", "max_tokens": 4, "wait": True}).json()
+    done = call("POST", "/api/generate",
+                json={"prompt": "say hello to the world", "max_tokens": 4, "wait": True}).json()
     job = f"/v1/jobs/{done['job_id']}"
     call("GET", job, "/v1/jobs/{job_id}")
     call("GET", job + "/result", "/v1/jobs/{job_id}/result")
@@ -120,16 +121,17 @@ def test_real_responses_match_the_documented_schemas(document, stack):
     call("GET", job + "/events?after=zz", "/v1/jobs/{job_id}/events")
     call("DELETE", job, "/v1/jobs/{job_id}")  # finished: stays as it is, 200 with the record
     call("GET", "/v1/jobs/nope", "/v1/jobs/{job_id}")
-    call("POST", "/api/generate", json={"prompt": "hi", "max_tokens": 4})
-    call("POST", "/api/generate", json={"prompt": "hi", "bogus": 1})
-    call("POST", "/api/generate", json={"prompt": "hi", "model": "no-such-model"})
-    call("POST", "/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4})
-    call("POST", "/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4,
-                                               "stream": True})
-    call("POST", "/v1/completions", json={"prompt": "hi", "max_tokens": 4})
-    call("POST", "/v1/completions", json={"prompt": "hi", "max_tokens": 4, "stream": True})
+    call("POST", "/api/generate", json={"prompt": "say hello to the world", "max_tokens": 4})
+    call("POST", "/api/generate", json={"prompt": "say hello to the world", "bogus": 1})
+    call("POST", "/api/generate", json={"prompt": "say hello to the world", "model": "no-such-model"})
+    chat = {"messages": [{"role": "user", "content": "say hello to the world"}], "max_tokens": 4}
+    call("POST", "/v1/chat/completions", json=chat)
+    call("POST", "/v1/chat/completions", json={**chat, "stream": True})
+    call("POST", "/v1/completions", json={"prompt": "say hello to the world", "max_tokens": 4})
+    call("POST", "/v1/completions", json={"prompt": "say hello to the world", "max_tokens": 4, "stream": True})
 
-    queued = call("POST", "/api/generate", json={"prompt": "long", "max_tokens": 600, "ignore_eos": True}).json()
+    queued = call("POST", "/api/generate",
+                  json={"prompt": "write a long story about the sea", "max_tokens": 600, "ignore_eos": True}).json()
     cancelled = f"/v1/jobs/{queued['job_id']}"
     call("DELETE", cancelled, "/v1/jobs/{job_id}")
     pending = requests.get(url + cancelled + "/result", timeout=10)

@@ -158,6 +158,10 @@ class VLLMEngine(LLMEngine):
                 if "maximum model length" in str(cause):  # e.g. images expanded the prompt past the context
                     raise ContextLengthExceeded(str(cause)) from exc
                 raise InvalidRequest(str(cause)) from exc
+            if "EngineDeadError" in (type(exc).__name__, type(cause).__name__):
+                # The engine core died under this request (its errored flag may not be set yet): say so, so the
+                # host reloads the engine whatever the timing.
+                raise EngineError(f"the engine died while running this request: {cause}", code="engine_dead") from exc
             if type(exc).__name__ in ("EngineDeadError", "EngineGenerateError"):
                 raise EngineError(f"engine failed the request: {type(cause).__name__}: {cause}") from exc
             raise

@@ -90,7 +90,7 @@ class EngineHost:
         if acc is not None and acc.requeue:
             self.runner.jobs.release(job_id, self.worker)
             raise HandedBack(job_id)
-        if exc is not None and engine.dead():
+        if exc is not None and (engine.dead() or getattr(exc, "code", None) == "engine_dead"):
             exc = EngineError(f"the engine died while running this job ({type(exc).__name__}: {exc}); "
                               "the worker is reloading it", code="engine_dead")
             self._reload(engine)

@@ -16,7 +16,7 @@ class GenerateRequest(BaseModel):
     temperature: float = Field(1.0, ge=0, le=2)
     top_p: float = Field(1.0, gt=0, le=1)
     stop: list[str] = Field(default_factory=list)
-    seed: int | None = None
+    seed: int | None = Field(None, ge=-(2**63), le=2**63 - 1, description="sampling seed (a 64-bit integer)")
     ignore_eos: bool = False
     json_schema: dict | None = Field(None, description="Constrain the output to JSON valid against this schema")
     wait: bool = Field(False, description="Hold the request until the job ends and answer with its text")

@@ -43,7 +43,7 @@ class GenerationParams(BaseModel):
     n: int = Field(1, ge=1)
     # Each stop string is checked after every token: a bound keeps one request from slowing the whole batch.
     stop: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list, max_length=16)
-    seed: int | None = None
+    seed: int | None = Field(None, ge=-(2**63), le=2**63 - 1, description="sampling seed (a 64-bit integer)")
     ignore_eos: bool = False
     json_schema: dict[str, Any] | None = Field(
         None, description="Constrain the output to JSON valid against this JSON Schema ({'type': 'object'}: any "
