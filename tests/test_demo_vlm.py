@@ -61,8 +61,18 @@ def vlm_path(tmp_path_factory):
 def llm(vlm_path):
     from vllm import LLM
 
-    engine = LLM(model=str(vlm_path), enforce_eager=True, max_model_len=1024, limit_mm_per_prompt={"image": 1},
-                 seed=0, disable_log_stats=True)
+    # The engine core in its own process: in this one, vLLM's CPU start-up scans every loaded module's attributes,
+    # and Flask's context proxies (imported by the API tests of this session) raise when looked at.
+    before = os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING")
+    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "1"
+    try:
+        engine = LLM(model=str(vlm_path), enforce_eager=True, max_model_len=1024, limit_mm_per_prompt={"image": 1},
+                     seed=0, disable_log_stats=True)
+    finally:
+        if before is None:
+            os.environ.pop("VLLM_ENABLE_V1_MULTIPROCESSING", None)
+        else:
+            os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = before
     yield engine
     del engine
     gc.collect()

@@ -8,6 +8,10 @@ which tests the CPU, not the API). Everything else about those requests is left 
 
 from __future__ import annotations
 
+import json
+import time
+
+import redis
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
@@ -58,5 +62,19 @@ def test_no_request_gets_a_5xx(stack):
             except Unsatisfiable:
                 assert mode is GenerationMode.NEGATIVE, operation.path  # nothing to get wrong (e.g. /healthz)
     print(f"fuzz: {calls} requests, {len(server_errors)} 5xx")
+    wait_until_idle(stack)
     assert calls > 10 * EXAMPLES
     assert not server_errors, "\n".join(server_errors)
+
+
+def wait_until_idle(stack, timeout_s: float = 300) -> None:
+    """Let the generation jobs the fuzzer queued finish, so later tests on the shared stack start from idle."""
+    client = redis.Redis.from_url(stack.redis_url, decode_responses=True)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        workers = [json.loads(v) for v in map(client.get, client.scan_iter("maoocr:worker:*")) if v]
+        busy = any(sum(w.get("load", {}).values()) for w in workers if w.get("kind") == "llm")
+        queued = sum(client.llen(key) for key in client.scan_iter("maoocr.llm.*") if client.type(key) == "list")
+        if not busy and not queued:
+            return
+        time.sleep(0.5)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class ImageUrl(BaseModel):
@@ -49,6 +49,14 @@ class GenerationParams(BaseModel):
         None, description="Constrain the output to JSON valid against this JSON Schema ({'type': 'object'}: any "
                           "JSON object). Invalid schemas are refused before the job is queued.")
 
+    @field_validator("json_schema")
+    @classmethod
+    def _schema_ints_fit_64_bits(cls, schema: dict[str, Any] | None) -> dict[str, Any] | None:
+        # The engine ships the schema to its core process with msgpack, which has no bigger integers.
+        if schema is not None and not _ints_fit(schema):
+            raise ValueError("json_schema: every integer in the schema must fit in 64 bits")
+        return schema
+
     @model_validator(mode="after")
     def _one_input(self) -> "GenerationParams":
         if (self.prompt is None) == (self.messages is None):
@@ -58,6 +66,18 @@ class GenerationParams(BaseModel):
         if self.messages is not None and not self.messages:
             raise ValueError("'messages' must not be empty")
         return self
+
+
+def _ints_fit(value: Any) -> bool:
+    if isinstance(value, bool):
+        return True
+    if isinstance(value, int):
+        return -(2**63) <= value < 2**64
+    if isinstance(value, dict):
+        return all(_ints_fit(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_ints_fit(v) for v in value)
+    return True
 
 
 class Usage(BaseModel):
