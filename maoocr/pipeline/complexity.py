@@ -13,38 +13,16 @@ from PIL import Image
 
 from maoocr.errors import InvalidRequest, UnprocessableDocument
 from maoocr.pipeline.complexity_models import ComplexityAnalysis, Level, PageFeatures
+from maoocr.pipeline.page_measures import (
+    Ink, binarize_page, colour_stats, count_columns, deskew_matrix, estimate_noise_sigma, gray_histogram,
+    hist_quantile, ink_extent, line_runs, page_array, paper_dpi_guess, reduce_by, skew_and_axis, strip_profiles)
 
 __all__ = ["ComplexityAnalysis", "PageFeatures", "analyze_page"]
 
 WORK_LONG_SIDE = 1024
 SIMPLE_BELOW = 0.30
 COMPLEX_FROM = 0.60
-MAX_SKEW_DEG = 15.0
 MIN_SIDE_PX = 32
-# Aspect ratio -> long side in inches. A-series pages share one ratio; A4 is by far the most common.
-_PAPER_SIZES = ((math.sqrt(2.0), 11.69), (11.0 / 8.5, 11.0), (14.0 / 8.5, 14.0))
-_BLUR_OFFSET = 0.21
-
-
-class _Ink(NamedTuple):
-    mask: np.ndarray  # uint8 0/255 at work scale
-    rules: np.ndarray  # uint8 0/255 from a lenient threshold of the unblurred page, for ruled lines
-    thresh: int  # gray level (after inversion, median-blurred) at or below which a pixel is ink
-    ink_ratio: float
-    background: float
-    ink: float
-    inverted: bool
-    is_blank: bool
-
-
-class _Runs(NamedTuple):
-    """Text-line runs in per-strip profiles, as indices into the strips' profiles laid end to end."""
-
-    starts: np.ndarray
-    ends: np.ndarray  # exclusive
-    first: np.ndarray  # first row of each run's x-height band (rows >= half the run's peak)
-    last: np.ndarray  # its last row
-    strips: np.ndarray
 
 
 def analyze_page(image: Image.Image, dpi: float | None = None) -> ComplexityAnalysis:
@@ -85,13 +63,13 @@ def analyze_page(image: Image.Image, dpi: float | None = None) -> ComplexityAnal
     if min(width, height) < MIN_SIDE_PX:
         raise UnprocessableDocument(f"page is {width}x{height} px; both sides must be >= {MIN_SIDE_PX} px")
 
-    full = _to_array(image)
+    full = page_array(image)
     k = max(1, math.ceil(max(width, height) / WORK_LONG_SIDE))
-    work = _reduce(full, k)
-    ink = _binarize(cv2.cvtColor(work, cv2.COLOR_RGB2GRAY) if work.ndim == 3 else work)
-    mean_sat, color_ratio = _colour(work)
-    noise = _noise_sigma(full)
-    dpi_value, dpi_source = (float(dpi), "given") if dpi is not None else _paper_dpi(width, height)
+    work = reduce_by(full, k)
+    ink = binarize_page(cv2.cvtColor(work, cv2.COLOR_RGB2GRAY) if work.ndim == 3 else work)
+    mean_sat, color_ratio = colour_stats(work)
+    noise = estimate_noise_sigma(full)
+    dpi_value, dpi_source = (float(dpi), "given") if dpi is not None else paper_dpi_guess(width, height)
     f: dict = dict(width_px=width, height_px=height, inverted=ink.inverted, is_blank=ink.is_blank,
                    ink_ratio=ink.ink_ratio, background_level=ink.background, ink_level=ink.ink, noise_sigma=noise,
                    mean_saturation=mean_sat, color_ratio=color_ratio, is_color=color_ratio >= 0.005)
@@ -112,16 +90,16 @@ def analyze_page(image: Image.Image, dpi: float | None = None) -> ComplexityAnal
                               analysis_ms=round((time.perf_counter() - start) * 1000.0, 3))
 
 
-def _geometry(full: np.ndarray, ink: _Ink, k: int, dpi: float | None, dpi_source: str | None) -> dict:
+def _geometry(full: np.ndarray, ink: Ink, k: int, dpi: float | None, dpi_source: str | None) -> dict:
     """Skew, orientation, lines, dpi, tables and columns of a page that has ink."""
-    quarter, half = _reduce(ink.mask, 4), _reduce(ink.mask, 2)
-    skew, vertical, axis_conf = _skew_and_axis(quarter, half)
+    quarter, half = reduce_by(ink.mask, 4), reduce_by(ink.mask, 2)
+    skew, vertical, axis_conf = skew_and_axis(quarter, half)
     h, w = ink.mask.shape
-    straight = cv2.warpAffine(ink.mask, _deskew_matrix(skew, (h, w)), (w, h), flags=cv2.INTER_NEAREST)
+    straight = cv2.warpAffine(ink.mask, deskew_matrix(skew, (h, w)), (w, h), flags=cv2.INTER_NEAREST)
     if vertical:  # from here on text lines run along axis 1
         straight = np.ascontiguousarray(straight.T)
     along = cv2.reduce(straight, 0, cv2.REDUCE_SUM, dtype=cv2.CV_32F).ravel()
-    runs = _runs(_strip_profiles(straight, *_extent(along, 0.005), 6), rel_thresh=0.06, min_len=2)
+    runs = line_runs(strip_profiles(straight, *ink_extent(along, 0.005), 6), rel_thresh=0.06, min_len=2)
     lines_per_column, pitch = 0, 0.0
     if runs.starts.size:
         counts = np.bincount(runs.strips)
@@ -152,7 +130,7 @@ def _geometry(full: np.ndarray, ink: _Ink, k: int, dpi: float | None, dpi_source
                 ink_level=round(cues.ink, 2), background_level=round(cues.background, 2),
                 orientation=(90 if vertical else 0) + (180 if flipped else 0),
                 orientation_confidence=round(axis_conf * (0.5 + 0.5 * flip_conf if flip_conf >= 0.5 else 0.5), 3),
-                columns=_columns(along, dpi / k), has_table=box is not None, horizontal_rules=h_rules,
+                columns=count_columns(along, dpi / k), has_table=box is not None, horizontal_rules=h_rules,
                 vertical_rules=v_rules, table_area_ratio=round(table_area, 4))
 
 
@@ -182,225 +160,6 @@ def _ramp(value: float, zero_at: float, one_at: float) -> float:
     return min(1.0, max(0.0, (value - zero_at) / (one_at - zero_at)))
 
 
-def _to_array(image: Image.Image) -> np.ndarray:
-    """uint8 H x W (gray) or H x W x 3 (RGB); transparent areas count as white paper."""
-    mode = image.mode
-    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba).convert("RGB")
-    elif mode.startswith("I") or mode == "F":
-        arr = np.asarray(image, dtype=np.float32)
-        image = Image.fromarray(np.clip(arr / (257.0 if arr.max() > 255 else 1.0), 0, 255).astype(np.uint8))
-    elif mode not in ("L", "RGB"):
-        image = image.convert("L" if mode == "1" else "RGB")
-    # tobytes + frombuffer is ~8x faster than np.asarray for RGB (Pillow stores RGB as 4 bytes a pixel).
-    shape = (image.height, image.width) + ((3,) if image.mode == "RGB" else ())
-    return np.frombuffer(image.tobytes(), dtype=np.uint8).reshape(shape)
-
-
-def _reduce(arr: np.ndarray, factor: int) -> np.ndarray:
-    """Area-average by an integer factor (cv2's fast path needs sizes that divide exactly)."""
-    if factor == 1:
-        return arr
-    h, w = arr.shape[0] // factor, arr.shape[1] // factor
-    return cv2.resize(arr[: h * factor, : w * factor], (w, h), interpolation=cv2.INTER_AREA)
-
-
-def _colour(work: np.ndarray) -> tuple[float, float]:
-    if work.ndim != 3:
-        return 0.0, 0.0
-    hsv = cv2.cvtColor(_reduce(work, 2), cv2.COLOR_RGB2HSV)
-    lit = hsv[..., 2] > 50  # hue and saturation of near-black pixels are noise
-    sat = hsv[..., 1][lit]
-    if sat.size == 0:
-        return 0.0, 0.0
-    return round(float(sat.mean()) / 255.0, 4), round(float(np.count_nonzero(sat > 64)) / lit.size, 4)
-
-
-def _noise_sigma(full: np.ndarray) -> float:
-    """Robust noise sigma from four 256 px crops; text edges are a minority, so the median ignores them."""
-    h, w = full.shape[:2]
-    c = min(256, h, w)
-    residuals = []
-    for fy, fx in ((0.3, 0.3), (0.3, 0.7), (0.7, 0.3), (0.7, 0.7)):
-        y0, x0 = min(max(0, int(fy * h - c / 2)), h - c), min(max(0, int(fx * w - c / 2)), w - c)
-        crop = np.ascontiguousarray(full[y0:y0 + c, x0:x0 + c])
-        g = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY) if crop.ndim == 3 else crop
-        residuals.append(cv2.absdiff(g, cv2.medianBlur(g, 3)).ravel())
-    hist = np.bincount(np.concatenate(residuals), minlength=256).astype(np.float64)
-    # 1.72 maps the median |x - median3x3(x)| of i.i.d. Gaussian noise back to its sigma (measured).
-    return round(1.72 * _hist_quantile(hist, 0.5), 3)
-
-
-def _histogram(gray: np.ndarray) -> np.ndarray:
-    return cv2.calcHist([gray], [0], None, [256], [0, 256]).ravel().astype(np.float64)
-
-
-def _hist_quantile(hist: np.ndarray, q: float) -> float:
-    """Quantile of a histogram of integer values, interpolated inside the bin; 0 for an empty histogram."""
-    cum = np.cumsum(hist)
-    if cum.size == 0 or cum[-1] <= 0:
-        return 0.0
-    k = int(np.searchsorted(cum, q * cum[-1]))
-    below = float(cum[k - 1]) if k > 0 else 0.0
-    return float(k + (q * cum[-1] - below) / hist[k] - 0.5) if hist[k] > 0 else float(k)
-
-
-def _otsu(hist: np.ndarray) -> int:
-    omega, mu = np.cumsum(hist), np.cumsum(hist * np.arange(hist.size))
-    denom = omega * (omega[-1] - omega)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        between = np.where(denom > 0, (mu[-1] * omega - mu * omega[-1]) ** 2 / denom, -1.0)
-    return int(np.argmax(between))
-
-
-def _binarize(gray: np.ndarray) -> _Ink:
-    blurred = cv2.medianBlur(gray, 3)
-    hist = _histogram(blurred)
-    inverted = _hist_quantile(hist, 0.5) < 96
-    if inverted:
-        gray, blurred, hist = 255 - gray, 255 - blurred, hist[::-1].copy()
-    t = _otsu(hist)
-    # 10th percentile: at work scale most ink pixels are anti-aliased stroke edges; the cores are darker.
-    ink_level = _hist_quantile(hist[: t + 1], 0.1)
-    background = t + 1 + _hist_quantile(hist[t + 1:], 0.5)
-    # Spread of the paper from its upper side only: text lies below the paper level, noise on both sides.
-    thresh = min(t, int(background - max(15.0, 3.0 * 1.4826 * _hist_quantile(hist[int(background):], 0.5))))
-    _, mask = cv2.threshold(blurred, thresh, 255, cv2.THRESH_BINARY_INV)
-    # Rules come from the unblurred copy (a 3x3 median erases 1 px lines) at a lenient level that keeps faint
-    # rules, but no closer than 3 raw sigma to the paper, or noise would join letters into "rules".
-    raw_sigma = 1.4826 * _hist_quantile(_histogram(gray)[int(background):], 0.5)
-    rules_thresh = max(thresh, int(min((thresh + background) / 2, background - 3.0 * raw_sigma)))
-    _, rules = cv2.threshold(gray, rules_thresh, 255, cv2.THRESH_BINARY_INV)
-    ink_ratio = cv2.countNonZero(mask) / float(mask.size)
-    is_blank = ink_ratio < 0.0005 or background - ink_level < 20 or thresh <= 0
-    return _Ink(mask, rules, thresh, round(ink_ratio, 5), round(background, 2), round(ink_level, 2), inverted,
-                is_blank)
-
-
-def _paper_dpi(width: int, height: int) -> tuple[float | None, str | None]:
-    ratio = max(width, height) / min(width, height)
-    for aspect, long_in in _PAPER_SIZES:
-        if abs(ratio / aspect - 1.0) < 0.02:
-            return round(max(width, height) / long_in, 1), "paper_size"
-    return None, None
-
-
-def _deskew_matrix(skew: float, shape: tuple[int, ...]) -> np.ndarray:
-    """2x3 affine map (x, y) -> deskewed (x, y): clockwise rotation by `skew` degrees about the centre."""
-    c, s = math.cos(math.radians(skew)), math.sin(math.radians(skew))
-    cy, cx = shape[0] / 2.0, shape[1] / 2.0
-    return np.array([[c, -s, cx - (c * cx - s * cy)], [s, c, cy - (s * cx + c * cy)]], dtype=np.float64)
-
-
-def _rotate(img: np.ndarray, angle: float) -> np.ndarray:
-    m = _deskew_matrix(angle, img.shape)
-    # Bilinear resampling blurs every angle except exactly 0, which would then always look sharpest;
-    # a fixed 0.21 px shift gives 0 the same average blur as the other angles.
-    m[:, 2] += _BLUR_OFFSET
-    return cv2.warpAffine(img, m, (img.shape[1], img.shape[0]), flags=cv2.INTER_LINEAR)
-
-
-def _energy(rot: np.ndarray, bounds: np.ndarray, vertical: bool) -> float:
-    """Sum of squared line-normal profiles, one per slice bounds[i]..bounds[i+1] along the text lines."""
-    return sum(float(np.square(cv2.reduce(rot[a:b] if vertical else rot[:, a:b], 0 if vertical else 1,
-                                          cv2.REDUCE_SUM, dtype=cv2.CV_32F)).sum())
-               for a, b in zip(bounds[:-1], bounds[1:]) if b > a)
-
-
-def _peak(angles: np.ndarray, energy: np.ndarray) -> float:
-    """Arg-max refined by a parabola through the best sample and its neighbours."""
-    i = int(np.argmax(energy))
-    if 0 < i < energy.size - 1:
-        y0, y1, y2 = energy[i - 1], energy[i], energy[i + 1]
-        if y0 - 2.0 * y1 + y2 < 0:
-            return float(angles[i] + 0.5 * (y0 - y2) / (y0 - 2.0 * y1 + y2) * (angles[1] - angles[0]))
-    return float(angles[i])
-
-
-def _skew_and_axis(quarter: np.ndarray, half: np.ndarray) -> tuple[float, bool, float]:
-    """(skew, text lines vertical?, axis confidence): 1 deg search at 1/4 scale, then 0.5 deg steps at 1/2 scale."""
-    # Slices along the lines: neighbouring columns rarely share baselines, one full-width profile blurs them.
-    angles = np.arange(-MAX_SKEW_DEG, MAX_SKEW_DEG + 0.01, 1.0)
-    across_h = np.linspace(0, quarter.shape[1], 5).astype(int)
-    across_v = np.linspace(0, quarter.shape[0], 5).astype(int)
-    energy = np.array([(_energy(r, across_h, False), _energy(r, across_v, True))
-                       for r in (_rotate(quarter, a) for a in angles)]).T
-    # How far the best angle stands out: ~1 for text lines on that axis, ~0.0-0.15 across them.
-    stand_out = energy.max(axis=1) / np.maximum(np.median(energy, axis=1), 1e-9) - 1.0
-    vertical = bool(stand_out[1] > stand_out[0])
-    axis_conf = min(1.0, abs(stand_out[1] - stand_out[0]) / 0.3)
-    coarse = _peak(angles, energy[int(vertical)])
-    # One slice per text column now (a single column is cut in two): the longest runs of shared baselines.
-    rot = _rotate(half, coarse)
-    along = cv2.reduce(rot, 1 if vertical else 0, cv2.REDUCE_SUM, dtype=cv2.CV_32F).ravel()
-    lo, hi, g_starts, g_ends = _gutters(along, max(3, int(0.012 * along.size)))
-    cuts = (g_starts + g_ends) // 2 if g_starts.size else np.array([(lo + hi) // 2])
-    bounds = np.concatenate(([lo], cuts, [hi + 1]))
-    fine = coarse + np.arange(-1.0, 1.001, 0.5)
-    skew = _peak(fine, np.array([_energy(_rotate(half, a), bounds, vertical) for a in fine]))
-    return max(-MAX_SKEW_DEG, min(MAX_SKEW_DEG, skew)), vertical, axis_conf
-
-
-def _extent(profile: np.ndarray, tail: float) -> tuple[int, int]:
-    cum = np.cumsum(profile)
-    return int(np.searchsorted(cum, tail * cum[-1])), int(np.searchsorted(cum, (1.0 - tail) * cum[-1]))
-
-
-def _gutters(along: np.ndarray, min_width: int) -> tuple[int, int, np.ndarray, np.ndarray]:
-    """Text extent (lo, hi) and the gutters (starts, ends; page coordinates) at least `min_width` wide in it."""
-    prof = np.convolve(np.maximum(along, 0.0), np.ones(3) / 3.0, mode="same")
-    lo, hi = _extent(prof, 0.005)
-    # A heading across both columns or a few specks must not close a gutter, hence 10 % of the text level.
-    gap = prof[lo:hi + 1] <= 0.1 * float(np.median(prof[lo:hi + 1]))
-    edges = np.diff(np.concatenate(([0], gap.astype(np.int8), [0])))
-    starts, ends = np.nonzero(edges == 1)[0], np.nonzero(edges == -1)[0]
-    wide = ends - starts >= min_width
-    return lo, hi, lo + starts[wide], lo + ends[wide]
-
-
-def _columns(along: np.ndarray, work_dpi: float) -> int:
-    """Text blocks side by side along the lines: >= 0.3 in wide and >= 4 % of the ink, between gutters."""
-    if along.max() <= 0:  # all the ink is in the table
-        return 1
-    lo, hi, g_starts, g_ends = _gutters(along, max(3, int(0.12 * work_dpi)))
-    cuts = np.concatenate(([lo], np.stack([g_starts, g_ends], axis=1).ravel(), [hi + 1]))
-    cum = np.concatenate(([0.0], np.cumsum(np.maximum(along, 0.0))))
-    total = cum[hi + 1] - cum[lo]
-    return max(1, sum(1 for s, e in zip(cuts[0::2], cuts[1::2])
-                      if e - s >= 0.3 * work_dpi and cum[e] - cum[s] >= 0.04 * total))
-
-
-def _strip_profiles(img: np.ndarray, lo: int, hi: int, strips: int) -> np.ndarray:
-    """Row profiles of `strips` equal slices of columns lo..hi: shape (strips, rows)."""
-    bounds = np.linspace(lo, hi + 1, strips + 1).astype(int)
-    return np.stack([cv2.reduce(img[:, a:b], 1, cv2.REDUCE_SUM, dtype=cv2.CV_32F).ravel()
-                     for a, b in zip(bounds[:-1], bounds[1:]) if b > a])
-
-
-def _runs(prof: np.ndarray, rel_thresh: float, min_len: int) -> _Runs:
-    """Line runs of each strip's profile (rows with ink above a noise floor) and their x-height bands."""
-    strips, length = prof.shape
-    # The 20th-percentile row is an inter-line gap: its ink is noise.
-    floor = np.percentile(prof, 20, axis=1, keepdims=True)
-    prof = np.maximum(prof - floor, 0.0)
-    thresh = rel_thresh * prof.max(axis=1, keepdims=True) + 1.5 * floor
-    prof = np.concatenate([prof, np.zeros((strips, 1), prof.dtype)], axis=1)  # runs never span two strips
-    flat = prof.ravel().astype(np.float64)
-    edges = np.diff(np.concatenate(([0], (prof > thresh).ravel().astype(np.int8), [0])))
-    starts, ends = np.nonzero(edges == 1)[0], np.nonzero(edges == -1)[0]
-    keep = ends - starts >= min_len
-    starts, ends = starts[keep], ends[keep]
-    if starts.size == 0:
-        return _Runs(*(np.zeros(0, dtype=np.int64),) * 5)
-    rows = np.arange(flat.size)
-    run = np.maximum(np.searchsorted(starts, rows, side="right") - 1, 0)
-    core = (rows >= starts[run]) & (rows < ends[run]) & (flat >= 0.5 * np.maximum.reduceat(flat, starts)[run])
-    first = np.minimum.reduceat(np.where(core, rows, flat.size), starts)
-    last = np.maximum.reduceat(np.where(core, rows, -1), starts)
-    return _Runs(starts, ends, first, last, starts // (length + 1))
-
-
 class _CropCues(NamedTuple):
     asymmetry: float  # (ascender-zone glyphs - descender-zone glyphs) / both, over lines having both; > 0: upright
     lines_used: int
@@ -409,29 +168,29 @@ class _CropCues(NamedTuple):
     background: float
 
 
-def _crop_cues(full: np.ndarray, ink: _Ink, k: int, skew: float, vertical: bool, quarter: np.ndarray,
+def _crop_cues(full: np.ndarray, ink: Ink, k: int, skew: float, vertical: bool, quarter: np.ndarray,
                dpi: float) -> _CropCues:
     """Cues that need ~150 dpi, from a crop of the middle of the text: the ascender / descender asymmetry of
     its lines (their zones are 1-2 px tall at work scale), line height and ink contrast."""
     rows = cv2.reduce(quarter, 1, cv2.REDUCE_SUM, dtype=cv2.CV_32F).ravel()
     cols = cv2.reduce(quarter, 0, cv2.REDUCE_SUM, dtype=cv2.CV_32F).ravel()
-    (r0, r1), (c0, c1), f = _extent(rows, 0.02), _extent(cols, 0.02), 4 * k  # f: quarter px -> full px
+    (r0, r1), (c0, c1), f = ink_extent(rows, 0.02), ink_extent(cols, 0.02), 4 * k  # f: quarter px -> full px
     half_h, half_w = max(0.3 * (r1 - r0) * f, 128.0), max(0.3 * (c1 - c0) * f, 128.0)
     cy, cx = (r0 + r1) / 2 * f, (c0 + c1) / 2 * f
     fh, fw = full.shape[:2]
     kc = max(1, round(max(fh, fw) / 1800))
-    crop = _reduce(np.ascontiguousarray(full[max(0, int(cy - half_h)):min(fh, int(cy + half_h)),
+    crop = reduce_by(np.ascontiguousarray(full[max(0, int(cy - half_h)):min(fh, int(cy + half_h)),
                                              max(0, int(cx - half_w)):min(fw, int(cx + half_w))]), kc)
     if crop.ndim == 3:
         crop = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)
     crop = cv2.medianBlur(255 - crop if ink.inverted else crop, 3)
-    hist = _histogram(crop)
+    hist = gray_histogram(crop)
     ink_level, background = ink.ink, ink.background
     if hist[: ink.thresh + 1].sum() >= 50:  # else the crop missed the text: keep the work-scale levels
-        ink_level = _hist_quantile(hist[: ink.thresh + 1], 0.1)
-        background = ink.thresh + 1 + _hist_quantile(hist[ink.thresh + 1:], 0.5)
+        ink_level = hist_quantile(hist[: ink.thresh + 1], 0.1)
+        background = ink.thresh + 1 + hist_quantile(hist[ink.thresh + 1:], 0.5)
     _, mask = cv2.threshold(crop, ink.thresh, 255, cv2.THRESH_BINARY_INV)
-    mask = cv2.warpAffine(mask, _deskew_matrix(skew, mask.shape), mask.shape[::-1], flags=cv2.INTER_NEAREST)
+    mask = cv2.warpAffine(mask, deskew_matrix(skew, mask.shape), mask.shape[::-1], flags=cv2.INTER_NEAREST)
     if vertical:
         mask = np.ascontiguousarray(mask.T)
     # Table rules and underlines (dilated 1 px, for their anti-aliased fringes) would add ink to whole rows
@@ -440,7 +199,7 @@ def _crop_cues(full: np.ndarray, ink: _Ink, k: int, skew: float, vertical: bool,
     ruled = cv2.bitwise_or(*(cv2.morphologyEx(mask, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, s))
                              for s in ((rule_len, 1), (1, rule_len))))
     mask = cv2.subtract(mask, cv2.dilate(ruled, np.ones((3, 3), np.uint8)))
-    runs = _runs(_strip_profiles(mask, 0, mask.shape[1] - 1, 4), rel_thresh=0.01, min_len=4)
+    runs = line_runs(strip_profiles(mask, 0, mask.shape[1] - 1, 4), rel_thresh=0.01, min_len=4)
     if runs.starts.size == 0:
         return _CropCues(0.0, 0, 0.0, ink_level, background)
     heights = runs.ends - runs.starts
@@ -449,7 +208,7 @@ def _crop_cues(full: np.ndarray, ink: _Ink, k: int, skew: float, vertical: bool,
     # descenders below. Counting glyphs (0->1 steps along the row), not ink, keeps wide descender tails from
     # outweighing thin stems. Only lines with both zones vote: a line with one zone is either prose without
     # descenders or, upside down, digits with commas.
-    steps = _strip_profiles(cv2.compare(mask[:, 1:], mask[:, :-1], cv2.CMP_GT), 0, mask.shape[1] - 2, 4) / 255.0
+    steps = strip_profiles(cv2.compare(mask[:, 1:], mask[:, :-1], cv2.CMP_GT), 0, mask.shape[1] - 2, 4) / 255.0
     steps = np.concatenate([steps, np.zeros((steps.shape[0], 1))], axis=1).ravel()
     offset = np.maximum(2, np.round(0.2 * (runs.last - runs.first + 1))).astype(np.int64)
     up, down = runs.first - offset, runs.last + offset
@@ -463,7 +222,7 @@ def _crop_cues(full: np.ndarray, ink: _Ink, k: int, skew: float, vertical: bool,
 def _table_rules(rules: np.ndarray, skew: float, work_dpi: float) -> tuple[int, int, tuple[int, int, int, int] | None]:
     """(horizontal rules, vertical rules, table box in deskewed work px or None)."""
     h, w = rules.shape
-    straight = cv2.warpAffine(rules, _deskew_matrix(skew, (h, w)), (w, h), flags=cv2.INTER_NEAREST)
+    straight = cv2.warpAffine(rules, deskew_matrix(skew, (h, w)), (w, h), flags=cv2.INTER_NEAREST)
     h_len, v_len = max(20, int(0.8 * work_dpi)), max(12, int(0.5 * work_dpi))
     max_thick = max(3, int(0.06 * work_dpi))  # thicker bars are shading or solid blocks, not rules
     found = []
