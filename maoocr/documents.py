@@ -231,17 +231,22 @@ def _decode(image: Image.Image, fmt: str, number: int = 1) -> None:
 
 def _to_rgb(image: Image.Image) -> Image.Image:
     image = ImageOps.exif_transpose(image)
+    if image.mode.startswith("I;16") or image.mode in ("I", "F"):
+        # 16-bit and float scans: rescale to 8 bits rather than clipping everything to white.
+        return ImageOps.autocontrast(image.convert("F").point(lambda v: v / 256.0).convert("L")).convert("RGB")
+    return paper_rgb(image)
+
+
+def paper_rgb(image: Image.Image) -> Image.Image:
+    """RGB copy of a PIL image (the image itself when it is RGB already). Transparent areas become white paper,
+    not black, so dark text on them stays readable."""
     if image.mode == "RGB":
         return image
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        # Transparent areas become white paper, not black, so dark text on them stays readable.
         rgba = image.convert("RGBA")
         background = Image.new("RGB", rgba.size, "white")
         background.paste(rgba, mask=rgba.getchannel("A"))
         return background
-    if image.mode.startswith("I;16") or image.mode in ("I", "F"):
-        # 16-bit and float scans: rescale to 8 bits rather than clipping everything to white.
-        return ImageOps.autocontrast(image.convert("F").point(lambda v: v / 256.0).convert("L")).convert("RGB")
     return image.convert("RGB")
 
 

@@ -79,6 +79,15 @@ def ensure_fonts() -> None:
     subprocess.run(["bash", str(REPO_ROOT / "scripts" / "install_fonts.sh")], check=False, timeout=600)
 
 
+def require_fonts(cjk: bool = False) -> None:
+    """Install the fonts if they are missing; skip the calling test module when they still are."""
+    import pytest
+
+    ensure_fonts()
+    if latin_font_path() is None or (cjk and cjk_font_path() is None):
+        pytest.skip("TTF fonts missing; run scripts/install_fonts.sh")
+
+
 def latin_font_path() -> str | None:
     return _find_font(["/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"], ":family=DejaVu Sans:style=Book")
 

@@ -22,7 +22,7 @@ from maoocr.auth import ApiKeys, bearer_token, digest, is_loopback
 from maoocr.config import load_settings
 from maoocr.errors import ConfigError
 from tests import docgen
-from tests.support.processes import ROOT, start_redis, start_stack
+from tests.support.processes import ROOT, private_stack
 
 KEY_A = "alpha-" + "a1" * 16
 KEY_B = "beta-" + "b2" * 16
@@ -73,16 +73,9 @@ def test_a_malformed_key_list_fails_without_echoing_keys(tmp_path):
 
 @pytest.fixture(scope="module")
 def secured(tmp_path_factory, tiny_model):
-    redis_proc, url = start_redis(tmp_path_factory.mktemp("auth-redis"), password=REDIS_PASSWORD)
-    try:
-        stack = start_stack(tmp_path_factory.mktemp("auth-stack"), url, str(tiny_model), ocr_worker=True,
-                            env={"MAOOCR_API_KEYS": f"{KEY_A},sha256:{digest(KEY_B)}"})
-    except BaseException:
-        redis_proc.stop()
-        raise
-    yield stack
-    stack.stop()
-    redis_proc.stop()
+    with private_stack(tmp_path_factory.mktemp("auth-stack"), str(tiny_model), redis_password=REDIS_PASSWORD,
+                       ocr_worker=True, env={"MAOOCR_API_KEYS": f"{KEY_A},sha256:{digest(KEY_B)}"}) as stack:
+        yield stack
 
 
 def auth(key: str) -> dict[str, str]:

@@ -17,9 +17,7 @@ from tests import docgen
 
 @pytest.fixture(scope="module", autouse=True)
 def _fonts() -> None:
-    docgen.ensure_fonts()
-    if docgen.latin_font_path() is None:
-        pytest.skip("no Latin TTF font; run scripts/install_fonts.sh")
+    docgen.require_fonts()
 
 
 @pytest.fixture(scope="module")

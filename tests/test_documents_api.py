@@ -10,7 +10,6 @@ import io
 import json
 import subprocess
 import sys
-import time
 
 import pytest
 import requests
@@ -18,20 +17,13 @@ from PIL import Image
 
 from maoocr.ocr.metrics import cer
 from tests import docgen
+from tests.support.processes import wait_for_job
 
 
 def upload(stack, data: bytes, name: str = "upload.bin", **form) -> requests.Response:
     return requests.post(stack.base_url + "/v1/documents", files={"file": (name, data)}, data=form, timeout=60)
 
 
-def wait_done(stack, job_id: str, timeout_s: float = 240) -> dict:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        job = requests.get(f"{stack.base_url}/v1/jobs/{job_id}", timeout=10).json()
-        if job["status"] in ("succeeded", "failed", "cancelled"):
-            return job
-        assert time.monotonic() < deadline, job
-        time.sleep(0.3)
 
 
 def test_english_page_round_trip(stack):
@@ -40,7 +32,7 @@ def test_english_page_round_trip(stack):
     reply = upload(stack, docgen.encode(page.image, "PNG"), name="scan.pdf")
     assert reply.status_code == 202, reply.text
     assert reply.json()["pages"] == 1
-    job = wait_done(stack, reply.json()["job_id"])
+    job = wait_for_job(stack, reply.json()["job_id"])
     assert job["status"] == "succeeded" and job["kind"] == "ocr"
     assert job["progress"] == {"done": 1, "total": 1}
     result = job["result"]
@@ -60,7 +52,7 @@ def test_three_page_pdf_in_order_with_progress_events(stack):
     pages = docgen.numbered_pages(3)
     reply = upload(stack, docgen.pdf_bytes(pages), strategy="fast")
     job_id = reply.json()["job_id"]
-    job = wait_done(stack, job_id)
+    job = wait_for_job(stack, job_id)
     assert job["status"] == "succeeded"
     got = job["result"]["pages"]
     assert [p["page"] for p in got] == [1, 2, 3]
@@ -78,17 +70,17 @@ def test_page_range_of_a_multipage_tiff(stack):
     pages = docgen.numbered_pages(4)
     reply = upload(stack, docgen.tiff_bytes(pages), pages="2-3")
     assert reply.json()["pages"] == 2
-    job = wait_done(stack, reply.json()["job_id"])
+    job = wait_for_job(stack, reply.json()["job_id"])
     assert [p["page"] for p in job["result"]["pages"]] == [2, 3]
     assert "two" in job["result"]["pages"][0]["text"] and "three" in job["result"]["pages"][1]["text"]
 
 
 def test_chinese_and_rotated_pages(stack):
     chinese = docgen.chinese_page()
-    job = wait_done(stack, upload(stack, docgen.encode(chinese.image, "JPEG", quality=92)).json()["job_id"])
+    job = wait_for_job(stack, upload(stack, docgen.encode(chinese.image, "JPEG", quality=92)).json()["job_id"])
     assert cer("\n".join(chinese.lines), job["result"]["pages"][0]["text"]) <= 0.05
     turned = docgen.rotated(docgen.english_page(), 90)
-    job = wait_done(stack, upload(stack, docgen.encode(turned.image, "WEBP", lossless=True)).json()["job_id"])
+    job = wait_for_job(stack, upload(stack, docgen.encode(turned.image, "WEBP", lossless=True)).json()["job_id"])
     page = job["result"]["pages"][0]
     assert page["orientation"] == 90 and cer("\n".join(turned.lines), page["text"]) <= 0.02
 
@@ -102,7 +94,7 @@ def test_a_bad_page_fails_alone(stack):
     data[offset:offset + length] = b"\x00" * length
     reply = upload(stack, bytes(data))
     assert reply.status_code == 202, reply.text
-    job = wait_done(stack, reply.json()["job_id"])
+    job = wait_for_job(stack, reply.json()["job_id"])
     assert job["status"] == "succeeded"
     statuses = [(p["page"], p["status"]) for p in job["result"]["pages"]]
     assert statuses == [(1, "succeeded"), (2, "failed"), (3, "succeeded")]

@@ -21,9 +21,7 @@ CER_CLEAN_EN = 0.02
 
 @pytest.fixture(scope="module", autouse=True)
 def _fonts() -> None:
-    docgen.ensure_fonts()
-    if docgen.latin_font_path() is None:
-        pytest.skip("TTF fonts missing; run scripts/install_fonts.sh")
+    docgen.require_fonts()
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from maoocr.heartbeats import live_workers
 from tests import docgen
+from tests.support.processes import wait_for_job
 
 Samples = list[tuple[str, dict[str, str], float]]
 
@@ -44,14 +45,6 @@ def worker_url(redis_client, kind: str) -> str:
     return f"http://127.0.0.1:{workers[0]['metrics_port']}/metrics"
 
 
-def wait_job(stack, job_id: str, timeout_s: float = 240) -> dict:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        job = requests.get(f"{stack.base_url}/v1/jobs/{job_id}", timeout=10).json()
-        if job["status"] in ("succeeded", "failed", "cancelled"):
-            return job
-        assert time.monotonic() < deadline, job
-        time.sleep(0.3)
 
 
 def test_metrics_move_after_generation_and_ocr_jobs(stack, redis_client):
@@ -69,7 +62,7 @@ def test_metrics_move_after_generation_and_ocr_jobs(stack, redis_client):
     pdf = docgen.pdf_bytes(docgen.numbered_pages(2))
     upload = requests.post(stack.base_url + "/v1/documents", files={"file": ("two.pdf", pdf)}, timeout=60)
     assert upload.status_code == 202, upload.text
-    assert wait_job(stack, upload.json()["job_id"])["status"] == "succeeded"
+    assert wait_for_job(stack, upload.json()["job_id"])["status"] == "succeeded"
 
     def moved() -> bool:
         api, llm, ocr = scrape(api_url), scrape(llm_url), scrape(ocr_url)
@@ -118,7 +111,7 @@ def test_queue_depth_and_running_jobs_while_pages_wait(stack, stack_settings):
         seen_depth = max(seen_depth, value(samples, "maoocr_queue_depth", queue=queue))
         seen_running = max(seen_running, value(samples, "maoocr_jobs", kind="ocr", status="running"))
         assert time.monotonic() < deadline
-    assert wait_job(stack, job_id)["status"] == "succeeded"
+    assert wait_for_job(stack, job_id)["status"] == "succeeded"
     assert seen_running >= value(before, "maoocr_jobs", kind="ocr", status="running") + 1
     assert seen_depth >= 1, "pages never waited in the OCR queue"
     after = scrape(api_url)

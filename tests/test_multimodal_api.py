@@ -15,7 +15,7 @@ from PIL import Image, ImageDraw
 
 from maoocr.engines.demo_model import build_demo_model
 from maoocr.engines.demo_vlm import build_demo_vlm, image_seq_len
-from tests.support.processes import start_redis, start_stack
+from tests.support.processes import private_stack
 
 pytest.importorskip("vllm")
 
@@ -30,18 +30,11 @@ SCHEMA = {"type": "object", "additionalProperties": False, "required": ["kind", 
 def mm_stack(tmp_path_factory):
     """Its own Redis, so no other test's worker takes these jobs."""
     work = tmp_path_factory.mktemp("mm-stack")
-    redis_proc, redis_url = start_redis(work / "redis")
     vlm = {"model_path": str(build_demo_vlm(work / "tiny-vlm")), "model_type": "multimodal",
            "max_model_len": 1024, "max_num_seqs": 8, "max_images_per_prompt": MAX_IMAGES}
-    try:
-        stack = start_stack(work, redis_url, str(build_demo_model(work / "tiny-model")),
-                            model={"max_num_seqs": 8}, extra_models={"vlm": vlm})
-    except BaseException:
-        redis_proc.stop()
-        raise
-    yield stack
-    stack.stop()
-    redis_proc.stop()
+    with private_stack(work, str(build_demo_model(work / "tiny-model")), model={"max_num_seqs": 8},
+                       extra_models={"vlm": vlm}) as stack:
+        yield stack
 
 
 def client(stack) -> openai.OpenAI:

@@ -40,9 +40,7 @@ CER_ROTATED = 0.03  # rotated clean English / Chinese, after orientation correct
 
 @pytest.fixture(scope="module", autouse=True)
 def _fonts() -> None:
-    docgen.ensure_fonts()
-    if docgen.latin_font_path() is None or docgen.cjk_font_path() is None:
-        pytest.skip("TTF fonts missing; run scripts/install_fonts.sh")
+    docgen.require_fonts(cjk=True)
 
 
 @pytest.fixture(scope="module")

@@ -37,9 +37,7 @@ READY = ResourceState(gpu_free_mb=[40000], vlm_available=True)
 
 @pytest.fixture(scope="module")
 def page() -> docgen.Page:
-    docgen.ensure_fonts()
-    if docgen.latin_font_path() is None:
-        pytest.skip("TTF fonts missing; run scripts/install_fonts.sh")
+    docgen.require_fonts()
     return docgen.english_page()
 
 

@@ -10,7 +10,6 @@ checks that path with a scripted answer). CER threshold 0.02 on the clean Englis
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 import redis
@@ -18,7 +17,7 @@ import requests
 
 from maoocr.ocr.metrics import cer
 from tests import docgen
-from tests.support.processes import start_redis, start_stack
+from tests.support.processes import private_stack, wait_for_job
 
 CER_CLEAN_EN = 0.02
 VLM_MAX_TOKENS = 32
@@ -26,9 +25,7 @@ VLM_MAX_TOKENS = 32
 
 @pytest.fixture(scope="module")
 def page() -> docgen.Page:
-    docgen.ensure_fonts()
-    if docgen.latin_font_path() is None:
-        pytest.skip("TTF fonts missing; run scripts/install_fonts.sh")
+    docgen.require_fonts()
     return docgen.english_page()
 
 
@@ -37,19 +34,12 @@ def vlm_stack(tmp_path_factory):
     from maoocr.engines.demo_vlm import build_demo_vlm
 
     # Its own Redis: the session stack serves a text model under the same name, on the same queue names.
-    redis_proc, url = start_redis(tmp_path_factory.mktemp("vlm-redis"))
     path = build_demo_vlm(tmp_path_factory.mktemp("tiny-vlm"))
     env = {"MAOOCR_OCR__VLM_MODEL": "tiny", "MAOOCR_OCR__VLM_MAX_TOKENS": str(VLM_MAX_TOKENS),
            "MAOOCR_OCR__ANALYZER": "vlm", "MAOOCR_OCR__SELECTOR": "llm"}
-    try:
-        running = start_stack(tmp_path_factory.mktemp("vlm-stack"), url, str(path), ocr_worker=True, env=env,
-                              model={"model_type": "multimodal", "max_model_len": 2048, "max_num_seqs": 8})
-    except BaseException:
-        redis_proc.stop()
-        raise
-    yield running
-    running.stop()
-    redis_proc.stop()
+    with private_stack(tmp_path_factory.mktemp("vlm-stack"), str(path), ocr_worker=True, env=env,
+                       model={"model_type": "multimodal", "max_model_len": 2048, "max_num_seqs": 8}) as running:
+        yield running
 
 
 def submit(stack, data: bytes, **form) -> str:
@@ -59,14 +49,6 @@ def submit(stack, data: bytes, **form) -> str:
     return reply.json()["job_id"]
 
 
-def wait_done(stack, job_id: str, timeout_s: float = 300) -> dict:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        job = requests.get(f"{stack.base_url}/v1/jobs/{job_id}", timeout=10).json()
-        if job["status"] in ("succeeded", "failed", "cancelled"):
-            return job
-        assert time.monotonic() < deadline, job
-        time.sleep(0.3)
 
 
 def generation_jobs(redis_url: str) -> list[dict]:
@@ -76,7 +58,7 @@ def generation_jobs(redis_url: str) -> list[dict]:
 
 
 def test_vlm_page_without_a_configured_vlm_is_read_by_ppocr(stack, page) -> None:
-    job = wait_done(stack, submit(stack, docgen.encode(page.image, "PNG"), strategy="vlm"))
+    job = wait_for_job(stack, submit(stack, docgen.encode(page.image, "PNG"), strategy="vlm"), timeout_s=300)
     first = job["result"]["pages"][0]
     assert first["strategy"] == "accurate" and first["engine"].startswith("rapidocr")
     assert first["strategy_reason"] == ("requested 'vlm' but no VLM is available (ocr.vlm_model is not set); "
@@ -87,7 +69,7 @@ def test_vlm_page_without_a_configured_vlm_is_read_by_ppocr(stack, page) -> None
 def test_vlm_page_goes_to_the_vlm_worker_and_falls_back_with_its_reason(vlm_stack, page) -> None:
     data = docgen.encode(page.image, "PNG")
     vlm_job, auto_job = submit(vlm_stack, data, strategy="vlm"), submit(vlm_stack, data)
-    job = wait_done(vlm_stack, vlm_job)
+    job = wait_for_job(vlm_stack, vlm_job, timeout_s=300)
     assert job["status"] == "succeeded", job
     first = job["result"]["pages"][0]
     assert first["strategy"] == "accurate" and first["engine"].startswith("rapidocr")
@@ -98,7 +80,7 @@ def test_vlm_page_goes_to_the_vlm_worker_and_falls_back_with_its_reason(vlm_stac
     assert cer(page.text, first["text"]) <= CER_CLEAN_EN
 
     # auto: the VLM rates the page and the LLM picks the strategy; each either answered well or fell back.
-    job = wait_done(vlm_stack, auto_job)
+    job = wait_for_job(vlm_stack, auto_job, timeout_s=300)
     first = job["result"]["pages"][0]
     analysis = first["complexity"]
     if analysis["rating"] is not None:

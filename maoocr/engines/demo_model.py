@@ -31,6 +31,20 @@ def _corpus(n_lines: int, seed: int) -> list[str]:
     return lines
 
 
+def train_byte_bpe(vocab_size: int, special_tokens: list[str], seed: int):
+    """A byte-level BPE `tokenizers.Tokenizer` trained on a small random English-like corpus; the special tokens
+    get the first ids, in order."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=special_tokens,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(_corpus(4000, seed), trainer=trainer)
+    return tok
+
+
 def build_demo_model(dest: str | Path, *, vocab_size: int = 2048, hidden_size: int = 128, layers: int = 2,
                      max_position_embeddings: int = 4096, seed: int = 0) -> Path:
     """Write tokenizer + config + weights to `dest` (skipped when already there). Takes a few seconds."""
@@ -38,16 +52,10 @@ def build_demo_model(dest: str | Path, *, vocab_size: int = 2048, hidden_size: i
     if (dest / "config.json").exists() and (dest / "model.safetensors").exists():
         return dest
     import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
     dest.mkdir(parents=True, exist_ok=True)
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tok.train_from_iterator(_corpus(4000, seed), trainer=trainer)
+    tok = train_byte_bpe(vocab_size, SPECIAL_TOKENS, seed)
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
                                    bos_token=None, unk_token=None)
     fast.chat_template = CHAT_TEMPLATE

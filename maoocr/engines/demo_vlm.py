@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from maoocr.engines.demo_model import _corpus
+from maoocr.engines.demo_model import train_byte_bpe
 
 IMAGE_PLACEHOLDER = "<image>"
 # Tokens the Idefics3 processor looks up (it would add missing ones, shifting ids past the config's vocab).
@@ -69,18 +69,12 @@ def build_demo_vlm(dest: str | Path, *, vocab_size: int = 2048, hidden_size: int
     if tile_size % (PATCH_SIZE * SCALE_FACTOR) or max_longest_edge % tile_size:
         raise ValueError("tile_size must be a multiple of 28 and max_longest_edge a multiple of tile_size")
     import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import (Idefics3Config, Idefics3ForConditionalGeneration, Idefics3Processor,
                               PreTrainedTokenizerFast)
     from transformers.models.idefics3.image_processing_pil_idefics3 import Idefics3ImageProcessorPil
 
     dest.mkdir(parents=True, exist_ok=True)
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tok.train_from_iterator(_corpus(4000, seed), trainer=trainer)
+    tok = train_byte_bpe(vocab_size, SPECIAL_TOKENS, seed)
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
                                    bos_token=None, unk_token=None,
                                    additional_special_tokens=SPECIAL_TOKENS[3:])

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from maoocr.documents import paper_rgb
 from maoocr.errors import ServiceUnavailable
 from maoocr.ocr.geometry import bounding_box, upright_to_input
 from maoocr.ocr.reading_order import order_lines
@@ -45,21 +46,9 @@ class RawLine:
     confidence: float
 
 
-def to_rgb(image: Image.Image) -> Image.Image:
-    """RGB copy of any PIL image; transparent areas become white paper."""
-    if image.mode == "RGB":
-        return image
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGB", rgba.size, "white")
-        background.paste(rgba, mask=rgba.getchannel("A"))
-        return background
-    return image.convert("RGB")
-
-
 def to_bgr_array(image: Image.Image) -> np.ndarray:
     """The layout OpenCV-based backends expect (rapidocr and PaddleX treat 3-channel arrays as BGR)."""
-    return np.ascontiguousarray(np.asarray(to_rgb(image))[:, :, ::-1])
+    return np.ascontiguousarray(np.asarray(paper_rgb(image))[:, :, ::-1])
 
 
 def assemble_page(engine: str, raw: Sequence[RawLine], orientation: int, input_size: tuple[int, int],

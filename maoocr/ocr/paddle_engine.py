@@ -11,8 +11,9 @@ from typing import Any
 
 from PIL import Image
 
+from maoocr.documents import paper_rgb
 from maoocr.errors import EngineError
-from maoocr.ocr.base import OCREngine, OCREngineUnavailable, RawLine, assemble_page, to_bgr_array, to_rgb
+from maoocr.ocr.base import OCREngine, OCREngineUnavailable, RawLine, assemble_page, to_bgr_array
 from maoocr.ocr.types import PageOCR
 
 # paddleocr 3.0's documented defaults; pass other names (and their directories) to use other models.
@@ -89,7 +90,7 @@ class PaddleOCREngine(OCREngine):
 
     def recognize(self, image: Image.Image) -> PageOCR:
         started = time.perf_counter()
-        rgb = to_rgb(image)
+        rgb = paper_rgb(image)
         with self._lock:
             try:
                 results = self._ocr.predict(to_bgr_array(rgb))

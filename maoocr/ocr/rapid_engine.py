@@ -9,8 +9,9 @@ from typing import Any, Literal
 
 from PIL import Image
 
+from maoocr.documents import paper_rgb
 from maoocr.errors import EngineError, InvalidRequest
-from maoocr.ocr.base import OCREngine, OCREngineUnavailable, RawLine, assemble_page, to_bgr_array, to_rgb
+from maoocr.ocr.base import OCREngine, OCREngineUnavailable, RawLine, assemble_page, to_bgr_array
 from maoocr.ocr.geometry import rotate_clockwise
 from maoocr.ocr.orientation import detect_orientation
 from maoocr.ocr.types import PageOCR, Point
@@ -108,7 +109,7 @@ class RapidOCREngine(OCREngine):
 
     def recognize(self, image: Image.Image) -> PageOCR:
         started = time.perf_counter()
-        rgb = to_rgb(image)
+        rgb = paper_rgb(image)
         timings: dict[str, float] = {}
         with self._lock:
             try:

@@ -13,9 +13,10 @@ import time
 
 from PIL import Image
 
+from maoocr.documents import paper_rgb
 from maoocr.errors import EngineError
 from maoocr.generation.call import Generate, answer_text, image_question
-from maoocr.ocr.base import OCREngine, to_rgb
+from maoocr.ocr.base import OCREngine
 from maoocr.ocr.types import OCRLine, PageOCR
 from maoocr.protocol.generation import GenerationParams
 
@@ -39,7 +40,7 @@ class VLMOCREngine(OCREngine):
 
     def recognize(self, image: Image.Image) -> PageOCR:
         start = time.perf_counter()
-        page = to_rgb(image)
+        page = paper_rgb(image)
         params = GenerationParams(model=self.model, messages=image_question(page, self.instruction, self.max_side),
                                   max_tokens=self.max_tokens, temperature=0.0)
         result = self.generate(params, self.timeout_s)

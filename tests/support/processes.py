@@ -7,8 +7,10 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import redis
 import requests
@@ -160,6 +162,31 @@ def start_stack(workdir: Path, redis_url: str, model_path: str, worker_args: lis
         stack.stop()
         raise
     return stack
+
+
+@contextmanager
+def private_stack(workdir: Path, model_path: str, redis_password: str | None = None, **stack_args) -> Iterator[Stack]:
+    """A stack on a Redis of its own (so no other test's worker takes its jobs); both stop on exit."""
+    redis_proc, url = start_redis(workdir / "redis", password=redis_password)
+    try:
+        stack = start_stack(workdir, url, model_path, **stack_args)
+        try:
+            yield stack
+        finally:
+            stack.stop()
+    finally:
+        redis_proc.stop()
+
+
+def wait_for_job(stack: Stack, job_id: str, timeout_s: float = 240) -> dict:
+    """Poll a job's record until it ends; its last record."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        job = requests.get(f"{stack.base_url}/v1/jobs/{job_id}", timeout=10).json()
+        if job["status"] in ("succeeded", "failed", "cancelled"):
+            return job
+        assert time.monotonic() < deadline, job
+        time.sleep(0.3)
 
 
 def wait_until(condition, procs: list[Proc], timeout_s: float = 300) -> None:
