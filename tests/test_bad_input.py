@@ -15,7 +15,8 @@ import requests
 import websocket
 
 from tests import docgen
-from tests.test_documents_api import upload, wait_done
+from tests.support.processes import wait_for_job
+from tests.test_documents_api import upload
 
 
 def png_declaring(width: int, height: int) -> bytes:
@@ -79,7 +80,7 @@ def test_malicious_and_broken_uploads_are_refused_with_a_reason(stack, name, mak
 def test_a_page_range_of_a_huge_pdf_renders_only_those_pages(stack):
     reply = upload(stack, pdf_pages(5000), pages="4999-5000")
     assert reply.status_code == 202 and reply.json()["pages"] == 2, reply.text
-    job = wait_done(stack, reply.json()["job_id"])
+    job = wait_for_job(stack, reply.json()["job_id"])
     # Blank pages: nothing to read, but each page ran and the job ends normally.
     assert job["status"] == "succeeded" and [p["page"] for p in job["result"]["pages"]] == [4999, 5000]
 
@@ -148,7 +149,7 @@ def test_workers_survive_all_of_it(stack):
     """Run last in this module: after everything above, both workers still serve."""
     before = {w["kind"]: w["name"] for w in requests.get(stack.base_url + "/readyz", timeout=30).json()["workers"]}
     page = docgen.numbered_pages(1)[0]
-    job = wait_done(stack, upload(stack, docgen.encode(page.image, "PNG"), strategy="fast").json()["job_id"])
+    job = wait_for_job(stack, upload(stack, docgen.encode(page.image, "PNG"), strategy="fast").json()["job_id"])
     assert job["status"] == "succeeded" and "one" in job["result"]["text"]
     generated = requests.post(stack.base_url + "/api/generate", timeout=120,
                               json={"prompt": "still here", "max_tokens": 3, "ignore_eos": True, "wait": True})
