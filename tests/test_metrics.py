@@ -123,10 +123,14 @@ def test_queue_depth_and_running_jobs_while_pages_wait(stack, stack_settings):
 def test_engine_requests_show_a_running_generation(stack, redis_client):
     llm_url = worker_url(redis_client, "llm")
     assert any(n == "maoocr_engine_requests" and lab["state"] == "waiting" for n, lab, _ in scrape(llm_url))
-    reply = requests.post(stack.base_url + "/api/generate", timeout=30,
-                          json={"prompt": "write a long story about the sea", "max_tokens": 900, "ignore_eos": True})
-    assert reply.status_code == 202, reply.text
-    job_id = reply.json()["job_id"]
+    # Several long generations at once, so the engine stays busy across a few heartbeats even on a fast machine
+    # (one 900-token job on the tiny model can end between two heartbeats).
+    job_ids = []
+    for _ in range(6):
+        reply = requests.post(stack.base_url + "/api/generate", timeout=30,
+                              json={"prompt": "write a long story about the sea", "max_tokens": 900, "ignore_eos": True})
+        assert reply.status_code == 202, reply.text
+        job_ids.append(reply.json()["job_id"])
     try:
         eventually(lambda: value(scrape(llm_url), "maoocr_engine_requests", model="tiny", state="running") >= 1,
                    60, "the worker's engine shows the generation running")
@@ -134,6 +138,7 @@ def test_engine_requests_show_a_running_generation(stack, redis_client):
         eventually(lambda: value(scrape(stack.base_url + "/metrics"), "maoocr_worker_engine_requests",
                                  model="tiny", state="running") >= 1, 30, "the heartbeat carries the load")
     finally:
-        requests.delete(f"{stack.base_url}/v1/jobs/{job_id}", timeout=10)
+        for job_id in job_ids:
+            requests.delete(f"{stack.base_url}/v1/jobs/{job_id}", timeout=10)
     eventually(lambda: value(scrape(llm_url), "maoocr_engine_requests", model="tiny", state="running") == 0, 60,
-               "the cancelled generation leaves the engine")
+               "the cancelled generations leave the engine")
