@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -33,6 +34,7 @@ class P1Options:
     max_model_len: int = 1024
     prompt_words: int = 0  # >0: WordLevel prompts of exactly this many tokens (bench.dummy_model)
     offline: bool = False  # also time vllm.LLM.generate in a separate process
+    direct_every_token: bool = False  # also time the engine directly with stream_interval 1
     extra_model: dict = field(default_factory=dict)
 
 
@@ -88,7 +90,8 @@ async def _direct(engine, texts: list[str], max_tokens: int, model: str, delays:
 
 
 def directly(config: Path, texts: list[str], max_tokens: int, warmup: list[str], gpu: bool,
-             delays: list[float] | None = None) -> tuple[float, int, float | None]:
+             delays: list[float] | None = None, stream_interval: int | None = None
+             ) -> tuple[float, int, float | None, float]:
     """The engine alone on the same prompts; with `delays`, also once more with each prompt arriving when the
     API run's job started (tells the cost of the queue's arrival spread from the worker's own overhead)."""
     from maoocr.config import load_settings
@@ -96,21 +99,24 @@ def directly(config: Path, texts: list[str], max_tokens: int, warmup: list[str],
 
     settings = load_settings(config, env={})
     name = settings.default_model
-    engine = create_engine(settings, name, plan_engine(settings, name, force_cpu=not gpu))
+    plan = plan_engine(settings, name, force_cpu=not gpu)
+    if stream_interval is not None:
+        plan = plan.model_copy(update={"stream_interval": stream_interval})
+    engine = create_engine(settings, name, plan)
 
-    async def run() -> tuple[float, int]:
+    async def run() -> tuple[float, int, float | None, float]:
         await engine.start()
         try:
             await _direct(engine, warmup, max_tokens, name)
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             tokens = await _direct(engine, texts, max_tokens, name)
-            seconds = time.perf_counter() - start
+            seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
             staggered = None
             if delays:
                 start = time.perf_counter()
                 await _direct(engine, texts, max_tokens, name, delays)
                 staggered = time.perf_counter() - start
-            return seconds, tokens, staggered
+            return seconds, tokens, staggered, cpu
         finally:
             await engine.shutdown()
 
@@ -131,12 +137,15 @@ def run(options: P1Options) -> Iterator[dict]:
     try:
         stack = start_stack(work, redis_url, model_path, ["--gpu", "0"] if options.gpu else ["--cpu"], model=model)
         through_api(stack.base_url, warmup, options.max_tokens)
+        worker_pid = next(p.popen.pid for p in stack.procs if p.name == "worker")
+        worker_cpu = process_cpu_s(worker_pid)
         api_s, api_tokens, api_failed = through_api(stack.base_url, texts, options.max_tokens)
+        worker_cpu = process_cpu_s(worker_pid) - worker_cpu
         timeline = job_timeline(redis_url, len(texts))
         stack.stop()  # free the cores (or the GPU) for the direct run
         stack = None
         wait_for_free_gpu(options.gpu)
-        direct_s, direct_tokens, staggered_s = directly(stack_config(work), texts, options.max_tokens, warmup,
+        direct_s, direct_tokens, staggered_s, direct_cpu = directly(stack_config(work), texts, options.max_tokens, warmup,
                                                          options.gpu, timeline.pop("start_offsets", None))
     finally:
         if stack is not None:
@@ -144,9 +153,16 @@ def run(options: P1Options) -> Iterator[dict]:
         redis_proc.stop()
     api_rate, direct_rate = api_tokens / api_s, direct_tokens / direct_s
     common = {"concurrency": options.concurrency, "max_tokens": options.max_tokens,
-              "prompt_words": options.prompt_words, "device": "gpu" if options.gpu else "cpu"}
+              "prompt_words": options.prompt_words, "device": "gpu" if options.gpu else "cpu",
+              "stream_interval": options.extra_model.get("stream_interval", "engine default")}
     yield {"metric": "p1_api_output_tok_s", "value": round(api_rate, 1), "tokens": api_tokens,
            "seconds": round(api_s, 3), "failed_requests": api_failed, **common}
+    # The front end's own CPU (its engine core is another process): the queue's per-token cost shows here first.
+    yield {"metric": "p1_front_end_cpu_ms_per_1k_tokens", "value": round(1e6 * worker_cpu / max(1, api_tokens), 2),
+           "worker": round(1e6 * worker_cpu / max(1, api_tokens), 2),
+           "direct": round(1e6 * direct_cpu / max(1, direct_tokens), 2),
+           "note": "CPU of the worker process (API run) / of the direct run's process, engine cores excluded",
+           **common}
     yield {"metric": "p1_api_job_timeline_s", "value": timeline.get("queue_wait_p50"), **timeline, **common}
     yield {"metric": "p1_direct_output_tok_s", "value": round(direct_rate, 1), "tokens": direct_tokens,
            "seconds": round(direct_s, 3), **common}
@@ -154,6 +170,14 @@ def run(options: P1Options) -> Iterator[dict]:
         yield {"metric": "p1_direct_staggered_output_tok_s", "value": round(direct_tokens / staggered_s, 1),
                "seconds": round(staggered_s, 3), "note": "prompts arrive when the API run's jobs started", **common}
     yield {"metric": "p1_batching_ratio", "value": round(api_rate / direct_rate, 3), "goal": ">= 0.90", **common}
+    if options.direct_every_token:
+        wait_for_free_gpu(options.gpu)
+        seconds, tokens, _, _ = directly(stack_config(work), texts, options.max_tokens, warmup, options.gpu,
+                                         stream_interval=1)
+        yield {"metric": "p1_direct_every_token_output_tok_s", "value": round(tokens / seconds, 1),
+               "seconds": round(seconds, 3), "note": "the engine directly with stream_interval 1", **common}
+        yield {"metric": "p1_api_vs_direct_every_token_ratio", "value": round(api_rate / (tokens / seconds), 3),
+               **common}
     if options.offline:
         wait_for_free_gpu(options.gpu)
         offline = offline_generate(stack_config(work), texts, options.max_tokens)
@@ -201,6 +225,12 @@ def offline_generate(config: Path, texts: list[str], max_tokens: int) -> dict:
     payload = json.dumps({"config": str(config), "texts": texts, "max_tokens": max_tokens, "out": str(result)})
     subprocess.run([sys.executable, "-m", "bench.offline_llm"], input=payload, text=True, check=True)
     return json.loads(result.read_text())
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of one process, all its threads, not its children (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def wait_for_free_gpu(gpu: bool, timeout_s: float = 120) -> None:

@@ -184,9 +184,8 @@ def writer_figure(redis_url: str, chunks: int, jobs: int = 64) -> dict:
 
     The writer may merge a job's queued deltas into one chunk, so the subscriber counts tokens, not messages.
     """
-    from maoocr.protocol.generation import StreamChunk
     from maoocr.redis_client import connect
-    from maoocr.streams import StreamStore, StreamWriter
+    from maoocr.streams import StreamStore, StreamWriter, TokenDelta
 
     counter = subprocess.Popen([sys.executable, "-m", "bench.p3_stream", "--count", redis_url, str(chunks)],
                                stdout=subprocess.PIPE, text=True)
@@ -195,7 +194,7 @@ def writer_figure(redis_url: str, chunks: int, jobs: int = 64) -> dict:
     ids = [uuid.uuid4().hex for _ in range(jobs)]
     start = time.time()
     for i in range(chunks):
-        writer.publish(StreamChunk(job_id=ids[i % jobs], delta=TOKEN, emitted_at=time.time()))
+        writer.publish(TokenDelta(ids[i % jobs], TOKEN, emitted_at=time.time()))
     writer.flush(120)
     written = time.time()
     tokens, messages, last = counter.stdout.readline().split()

@@ -17,11 +17,13 @@ def _p1(args) -> list[dict]:
 
         model_path = str(build_dummy_model(tempfile.mkdtemp(prefix="maoocr-dummy-"), args.dummy))
         extra = {"tokenizer": str(tokenizer_dir(model_path))}
+    if args.stream_interval:
+        extra["stream_interval"] = args.stream_interval
     options = p1_batching.P1Options(
         concurrency=args.concurrency, max_tokens=args.max_tokens, model_path=model_path, gpu=args.gpu,
         load_format="dummy" if args.dummy else "auto", max_model_len=args.max_model_len,
         prompt_words=args.prompt_words or (256 if args.dummy else 0), offline=args.offline,
-        extra_model=extra)
+        extra_model=extra, direct_every_token=args.direct_every_token)
     return p1_batching.run(options)
 
 
@@ -69,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-model-len", type=int, default=1024, help="P1: context length")
     parser.add_argument("--prompt-words", type=int, default=0, help="P1: WordLevel prompt length (with --dummy)")
     parser.add_argument("--offline", action="store_true", help="P1: also time offline LLM.generate")
+    parser.add_argument("--stream-interval", type=int, help="P1: the engine's stream_interval (default: its own)")
+    parser.add_argument("--direct-every-token", action="store_true",
+                        help="P1: also time the engine directly with stream_interval 1 (a delta per token)")
     args = parser.parse_args(argv)
     chosen = [name.strip() for name in args.only.split(",") if name.strip()]
     unknown = [name for name in chosen if name not in BENCHMARKS]

@@ -51,6 +51,10 @@ class ModelConfig(_Strict):
     max_num_batched_tokens: int | None = Field(
         None, ge=16, description="tokens per engine step; null: 16384 on GPU (what vLLM's offline LLM uses), "
                                  "vLLM's default on CPU.")
+    stream_interval: int | None = Field(
+        None, ge=1, description="tokens the engine gathers per stream chunk of a request (the first token always "
+                                "goes at once); null: 8 on GPU, 1 on CPU. Larger values cut the per-token "
+                                "Python work of a busy worker.")
     quantization: str | None = None
     dtype: str = "auto"
     load_format: str = "auto"

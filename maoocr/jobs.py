@@ -6,7 +6,7 @@ import json
 import threading
 import time
 import uuid
-from typing import Any, Iterable
+from typing import Any, Iterable, NamedTuple
 
 import redis
 
@@ -47,26 +47,27 @@ return {1, cur}
 """
 
 # queued → running for a worker, or a running job whose worker is gone (its heartbeat expired, or it is a new
-# incarnation under the same name): the attempt number, or 0 and why not ('busy': its worker is alive).
+# incarnation under the same name): the attempt number, or 0 and why not ('busy': its worker is alive); then the
+# record's created_at and the worker it had (one round trip: the claim is on every job's path).
 # ARGV: "<worker name> <instance token>", ttl, started_at.
 _CLAIM = _COUNT + """
-local cur = redis.call('HGET', KEYS[1], 'status')
-if not cur then return {0, 'missing'} end
+local found = redis.call('HMGET', KEYS[1], 'status', 'worker', 'created_at')
+local cur, owner, created = found[1], found[2] or '', found[3] or ''
+if not cur then return {0, 'missing', '', ''} end
 if cur == 'running' then
-  local owner = redis.call('HGET', KEYS[1], 'worker')
-  local name, token = string.match(owner or '', '^(%S+) (%S+)$')
+  local name, token = string.match(owner, '^(%S+) (%S+)$')
   if name then
     local beat = redis.call('GET', 'maoocr:worker:' .. name)
-    if beat and string.find(beat, token, 1, true) then return {0, 'busy'} end
+    if beat and string.find(beat, token, 1, true) then return {0, 'busy', created, owner} end
   end
 elseif cur ~= 'queued' then
-  return {0, cur}
+  return {0, cur, created, owner}
 end
 if cur == 'queued' then count('queued', 'running') end
 local attempt = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 redis.call('HSET', KEYS[1], 'status', 'running', 'worker', ARGV[1], 'started_at', ARGV[3])
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
-return {attempt, cur}
+return {attempt, cur, created, owner}
 """
 
 # running → queued, only by the worker that runs it (a stopping worker hands its job back).
@@ -79,6 +80,13 @@ return 1
 """
 
 _JSON_FIELDS = ("progress", "result", "error")
+
+
+class Claim(NamedTuple):
+    attempt: int  # 0: not to be run here (see `before`)
+    before: str  # the status it had, or why not: 'busy' (its worker is alive), 'missing'
+    created_at: float  # when it was submitted (0.0 when missing)
+    previous_worker: str  # the worker it had before, if any
 _listener_lock = threading.Lock()
 
 
@@ -151,11 +159,13 @@ class JobStore:
         moved, before = self._transition(keys=[JOB_KEY.format(job_id)], args=args)
         return bool(moved), before
 
-    def claim(self, job_id: str, worker: str) -> tuple[int, str]:
-        """Take a job to run: (attempt number, status before), or (0, why not). A redelivered job whose worker
-        is alive is 'busy' (the caller waits); one whose worker died is taken over with the next attempt."""
-        attempt, before = self._claim(keys=[JOB_KEY.format(job_id)], args=[worker, self.ttl_s, time.time()])
-        return int(attempt), before
+    def claim(self, job_id: str, worker: str) -> Claim:
+        """Take a job to run: its attempt number and the status before, or attempt 0 and why not. A redelivered
+        job whose worker is alive is 'busy' (the caller waits); one whose worker died is taken over with the
+        next attempt."""
+        attempt, before, created, previous = self._claim(keys=[JOB_KEY.format(job_id)],
+                                                         args=[worker, self.ttl_s, time.time()])
+        return Claim(int(attempt), before, float(created or 0.0), previous)
 
     def release(self, job_id: str, worker: str) -> bool:
         """Hand a running job back (running → queued) so another worker can claim it; only its worker may."""

@@ -43,12 +43,21 @@ PAGE_SECONDS = Histogram("maoocr_page_seconds", "Time to process one OCR page (r
 def observe_started(record: JobRecord, started_at: float | None = None) -> None:
     """A worker took a job that was waiting in its queue (not a redelivery)."""
     if record.status == "queued":
-        JOB_QUEUE_WAIT.labels(record.kind).observe(max(0.0, (started_at or time.time()) - record.created_at))
+        observe_queue_wait(record.kind, record.created_at, started_at)
+
+
+def observe_queue_wait(kind: JobKind, created_at: float, started_at: float | None = None) -> None:
+    JOB_QUEUE_WAIT.labels(kind).observe(max(0.0, (started_at or time.time()) - created_at))
 
 
 def observe_finished(record: JobRecord) -> None:
     if record.terminal and record.finished_at is not None:
-        JOB_LATENCY.labels(record.kind, record.status).observe(max(0.0, record.finished_at - record.created_at))
+        observe_latency(record.kind, record.status, record.created_at, record.finished_at)
+
+
+def observe_latency(kind: JobKind, status: str, created_at: float, finished_at: float | None = None) -> None:
+    if status in FINAL_STATUSES:
+        JOB_LATENCY.labels(kind, status).observe(max(0.0, (finished_at or time.time()) - created_at))
 
 
 def queue_depths(client: redis.Redis, queues: Iterable[str]) -> dict[str, int]:

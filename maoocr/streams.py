@@ -7,10 +7,12 @@ without losing or repeating a chunk.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import deque
-from typing import Callable, Iterator
+from dataclasses import dataclass
+from typing import Callable, Iterator, Union
 
 import redis
 
@@ -39,7 +41,33 @@ return out
 """
 
 
-def _encode(chunk: StreamChunk) -> str:
+@dataclass(slots=True)
+class TokenDelta:
+    """A token chunk on its way to Redis. The engine loop makes one per job per engine step, so it is a plain
+    slotted object rather than a validated StreamChunk; it goes on the wire as exactly a StreamChunk's JSON."""
+
+    job_id: str
+    delta: str
+    index: int = 0
+    finish_reason: str | None = None
+    emitted_at: float | None = None
+
+
+Outgoing = Union[TokenDelta, StreamChunk]
+# Every wire field of a token chunk, in the schema's order, with its default (and "seq": -1 for the script).
+_TOKEN_FIELDS = StreamChunk(job_id="").model_dump(mode="json")
+
+
+def token_json(token: TokenDelta) -> str:
+    fields = _TOKEN_FIELDS.copy()
+    fields.update(job_id=token.job_id, delta=token.delta, index=token.index, finish_reason=token.finish_reason,
+                  emitted_at=token.emitted_at)
+    return json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
+
+
+def _encode(chunk: Outgoing) -> str:
+    if type(chunk) is TokenDelta:
+        return token_json(chunk)
     if chunk.seq != -1:
         chunk = chunk.model_copy(update={"seq": -1})
     payload = chunk.model_dump_json()
@@ -55,7 +83,7 @@ class StreamStore:
         self.ttl_s = ttl_s
         self._append = client.register_script(_APPEND)
 
-    def append(self, chunks: list[StreamChunk]) -> list[int]:
+    def append(self, chunks: list[Outgoing]) -> list[int]:
         """Append chunks (of one or many jobs) in one round trip; returns their seqs."""
         if not chunks:
             return []
@@ -124,36 +152,30 @@ class StreamStore:
         return chunk.finished and chunk.seq <= seq
 
 
-def _mergeable(a: StreamChunk, b: StreamChunk) -> bool:
-    return (a.job_id == b.job_id and a.index == b.index and a.event == b.event == "token"
-            and a.finish_reason is None and not a.finished and not b.finished
-            and a.error is None and b.error is None and a.progress is None and b.progress is None)
-
-
-def coalesce(batch: list[StreamChunk]) -> list[StreamChunk]:
+def coalesce(batch: list[Outgoing]) -> list[Outgoing]:
     """Joins each job's consecutive token deltas (same choice) in a batch into one chunk, in order.
 
     Only a writer that is behind has several steps of one job in a batch, so under light load every engine step
     stays its own chunk, and under saturation Redis and the Python side do one append per job per batch instead
     of one per token. A merged chunk keeps the earliest `emitted_at` (its oldest token's hop is what it shows).
     """
-    out: list[StreamChunk] = []
+    out: list[Outgoing] = []
     latest: dict[str, int] = {}  # job → position in `out` of its latest chunk
     parts: dict[int, list[str]] = {}  # position → the deltas merged into it (joined once, at the end)
-    tails: dict[int, StreamChunk] = {}  # position → the last chunk merged into it
-    for chunk in batch:
-        at = latest.get(chunk.job_id)
+    for item in batch:
+        at = latest.get(item.job_id)
         # Only the job's own latest chunk may absorb this one, so each job's order is kept.
-        if at is not None and _mergeable(tails.get(at, out[at]), chunk):
-            parts.setdefault(at, [out[at].delta]).append(chunk.delta)
-            tails[at] = chunk
-            continue
-        latest[chunk.job_id] = len(out)
-        out.append(chunk)
+        if at is not None and type(item) is TokenDelta:
+            prev = out[at]
+            if type(prev) is TokenDelta and prev.index == item.index and prev.finish_reason is None:
+                parts.setdefault(at, [prev.delta]).append(item.delta)
+                # a fresh object: the published ones are never changed
+                out[at] = TokenDelta(prev.job_id, prev.delta, prev.index, item.finish_reason, prev.emitted_at)
+                continue
+        latest[item.job_id] = len(out)
+        out.append(item)
     for at, deltas in parts.items():
-        tail = tails[at]
-        out[at] = out[at].model_copy(update={"delta": "".join(deltas), "finish_reason": tail.finish_reason,
-                                             "usage": tail.usage})
+        out[at].delta = "".join(deltas)
     return out
 
 
@@ -167,8 +189,9 @@ class StreamWriter:
     def __init__(self, store: StreamStore, max_batch: int = 4096) -> None:
         self.store = store
         self.max_batch = max_batch
-        self._pending: deque[StreamChunk] = deque()
+        self._pending: deque[Outgoing] = deque()
         self._cond = threading.Condition()
+        self._idle = False  # the writer thread waits for chunks: only then does a publisher need to wake it
         self._in_flight = 0
         self._closed = False
         self.batches = 0
@@ -177,10 +200,19 @@ class StreamWriter:
         self._thread = threading.Thread(target=self._run, name="maoocr-stream-writer", daemon=True)
         self._thread.start()
 
-    def publish(self, chunk: StreamChunk) -> None:
-        with self._cond:
-            self._pending.append(chunk)
-            self._cond.notify_all()
+    def publish(self, chunk: Outgoing, wake: bool = True) -> None:
+        """Queue a chunk. `wake=False` leaves the writer asleep until the caller's `wake()`: the engine loop
+        publishes a whole engine step's chunks and wakes the writer once, rather than once per chunk (a wake per
+        chunk made the two threads trade the GIL for every token)."""
+        self._pending.append(chunk)  # atomic: no lock on the per-token path
+        if wake:
+            self.wake()
+
+    def wake(self) -> None:
+        # Only a sleeping writer needs it; it raises `_idle` before its last look at the deque, so none is missed.
+        if self._idle:
+            with self._cond:
+                self._cond.notify_all()
 
     def flush(self, timeout_s: float = 30.0) -> None:
         """Block until every chunk published so far is in Redis."""
@@ -201,7 +233,10 @@ class StreamWriter:
         while True:
             with self._cond:
                 while not self._pending and not self._closed:
-                    self._cond.wait()
+                    self._idle = True
+                    if not self._pending:
+                        self._cond.wait(1.0)
+                    self._idle = False
                 if self._closed and not self._pending:
                     return
                 batch = [self._pending.popleft() for _ in range(min(len(self._pending), self.max_batch))]
@@ -215,7 +250,7 @@ class StreamWriter:
                 self.written += len(merged)
                 self._cond.notify_all()
 
-    def _write(self, batch: list[StreamChunk]) -> None:
+    def _write(self, batch: list[Outgoing]) -> None:
         delay = 0.05
         while True:
             try:

@@ -15,19 +15,21 @@ def test_claims_follow_the_running_worker_heartbeat(redis_client):
     jobs = JobStore(redis_client, 60)
     job = jobs.create("generation", model="tiny").id
     beat(redis_client, "w1", "aaa")
-    assert jobs.claim(job, "w1 aaa") == (1, "queued")
-    assert jobs.claim(job, "w2 bbb") == (0, "busy")  # w1 is alive: the copy waits
-    assert jobs.claim(job, "w1 aaa") == (0, "busy")  # its own job delivered again: not run twice
+    assert jobs.claim(job, "w1 aaa")[:2] == (1, "queued")
+    assert jobs.claim(job, "w2 bbb")[:2] == (0, "busy")  # w1 is alive: the copy waits
+    assert jobs.claim(job, "w1 aaa")[:2] == (0, "busy")  # its own job delivered again: not run twice
 
     beat(redis_client, "w1", "ccc")  # w1 restarted under the same name: the old process is gone
-    assert jobs.claim(job, "w1 ccc") == (2, "running")
+    takeover = jobs.claim(job, "w1 ccc")
+    assert takeover[:2] == (2, "running") and takeover.previous_worker == "w1 aaa"
+    assert takeover.created_at == jobs.get(job).created_at > 0
     redis_client.delete("maoocr:worker:w1")  # that one died too (heartbeat expired)
-    assert jobs.claim(job, "w2 bbb") == (3, "running")
+    assert jobs.claim(job, "w2 bbb")[:2] == (3, "running")
     assert jobs.get(job).worker == "w2 bbb" and jobs.get(job).attempts == 3
 
     jobs.transition(job, ("running",), "succeeded", result={})
-    assert jobs.claim(job, "w3 ddd") == (0, "succeeded")
-    assert jobs.claim("no-such-job", "w3 ddd") == (0, "missing")
+    assert jobs.claim(job, "w3 ddd")[:2] == (0, "succeeded")
+    assert jobs.claim("no-such-job", "w3 ddd")[:2] == (0, "missing")
 
 
 def test_only_the_running_worker_hands_a_job_back(redis_client):
@@ -37,4 +39,4 @@ def test_only_the_running_worker_hands_a_job_back(redis_client):
     assert not jobs.release(job, "w2 bbb")
     assert jobs.release(job, "w1 aaa")
     assert jobs.get(job).status == "queued"
-    assert jobs.claim(job, "w2 bbb") == (2, "queued")
+    assert jobs.claim(job, "w2 bbb")[:2] == (2, "queued")

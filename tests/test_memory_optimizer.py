@@ -43,3 +43,10 @@ def test_weights_too_big_suggest_fp8(tmp_path):
         f.truncate(14 * 1024**3)  # sparse: 14 GiB of "weights" that take no disk
     settings = derive_engine_settings(ModelConfig(model_path=str(tmp_path)), [gpu(0, 12_000, total_mb=16_000)])
     assert settings.quantization == "fp8" and "fp8" in settings.reasons[-1]
+
+
+def test_stream_interval_groups_tokens_on_gpu_and_config_wins():
+    assert derive_engine_settings(ModelConfig(), [gpu(0, 80_000)]).stream_interval == 8
+    assert derive_engine_settings(ModelConfig(), [], force_cpu=True).stream_interval == 1
+    assert derive_engine_settings(ModelConfig(stream_interval=2), [gpu(0, 80_000)]).stream_interval == 2
+    assert derive_engine_settings(ModelConfig(stream_interval=3), []).stream_interval == 3

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 
@@ -9,7 +10,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from maoocr.jobs import JobStore
 from maoocr.protocol.generation import StreamChunk
-from maoocr.streams import StreamStore, StreamWriter
+from maoocr.streams import StreamStore, StreamWriter, TokenDelta
 
 
 def chunks(job_id: str, n: int) -> list[StreamChunk]:
@@ -71,7 +72,7 @@ def test_writer_coalesces_many_jobs_into_few_round_trips(redis_client):
     jobs = [uuid.uuid4().hex for _ in range(32)]
     for step in range(50):
         for job in jobs:
-            writer.publish(StreamChunk(job_id=job, delta=str(step)))
+            writer.publish(TokenDelta(job, str(step)))
     writer.close()
     assert writer.chunks == 1600 and writer.batches < 1600 / 10
     for job in jobs:
@@ -95,14 +96,28 @@ def test_writer_behind_merges_each_jobs_token_deltas_in_order():
     from maoocr.streams import coalesce
 
     a, b = "job-a", "job-b"
-    batch = [StreamChunk(job_id=a, delta="x"), StreamChunk(job_id=b, delta="1"), StreamChunk(job_id=a, delta="y"),
-             StreamChunk(job_id=a, delta="z", index=1), StreamChunk(job_id=a, delta="w", index=1),
-             StreamChunk(job_id=b, delta="2", finish_reason="length"), StreamChunk(job_id=b, delta="3"),
-             StreamChunk(job_id=a, event="end", finished=True, finish_reason="stop")]
+    batch = [TokenDelta(a, "x", emitted_at=1.0), TokenDelta(b, "1"), TokenDelta(a, "y", emitted_at=2.0),
+             TokenDelta(a, "z", index=1), TokenDelta(a, "w", index=1),
+             TokenDelta(b, "2", finish_reason="length"), TokenDelta(b, "3"),
+             StreamChunk(job_id=a, event="end", finished=True, finish_reason="stop"), TokenDelta(a, "v")]
+    published = [(t.delta, t.finish_reason) for t in batch if isinstance(t, TokenDelta)]
     merged = coalesce(batch)
-    assert [(c.job_id, c.index, c.delta, c.finish_reason, c.event) for c in merged] == [
-        (a, 0, "xy", None, "token"), (b, 0, "12", "length", "token"), (a, 1, "zw", None, "token"),
-        (b, 0, "3", None, "token"), (a, 0, "", "stop", "end")]
+    rows = [(c.job_id, c.index, c.delta, c.finish_reason, getattr(c, "event", "token")) for c in merged]
+    assert rows == [(a, 0, "xy", None, "token"), (b, 0, "12", "length", "token"), (a, 1, "zw", None, "token"),
+                    (b, 0, "3", None, "token"), (a, 0, "", "stop", "end"), (a, 0, "v", None, "token")]
+    assert merged[0].emitted_at == 1.0  # the oldest token's emit time
+    assert [(t.delta, t.finish_reason) for t in batch if isinstance(t, TokenDelta)] == published  # unchanged
+
+
+def test_token_deltas_go_on_the_wire_as_stream_chunks():
+    from maoocr.streams import token_json
+
+    token = TokenDelta("job-ü", "naïve 中文 \"q\"\n", index=2, finish_reason="stop", emitted_at=1732450000.25)
+    wire = token_json(token)
+    assert wire.startswith('{"job_id":') and '"seq":-1' in wire
+    assert StreamChunk.model_validate_json(wire) == StreamChunk(
+        job_id="job-ü", delta="naïve 中文 \"q\"\n", index=2, finish_reason="stop", emitted_at=1732450000.25)
+    assert json.loads(wire).keys() == StreamChunk.model_fields.keys()
 
 
 def test_writer_under_load_keeps_every_jobs_text(redis_client):
@@ -111,7 +126,7 @@ def test_writer_under_load_keeps_every_jobs_text(redis_client):
     jobs = [uuid.uuid4().hex for _ in range(8)]
     for i in range(300):
         for job in jobs:
-            writer.publish(StreamChunk(job_id=job, delta=f"{i},"))
+            writer.publish(TokenDelta(job, f"{i},"))
     for job in jobs:
         writer.publish(StreamChunk(job_id=job, event="end", finished=True, finish_reason="length"))
     writer.close()

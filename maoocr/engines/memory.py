@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict
 from maoocr.config import ModelConfig
 
 MIB = 1024 * 1024
+GPU_STREAM_INTERVAL = 8
 
 
 class GpuInfo(BaseModel):
@@ -31,6 +32,7 @@ class EngineSettings(BaseModel):
     gpu_memory_utilization: float | None
     max_num_seqs: int
     max_num_batched_tokens: int | None = None
+    stream_interval: int = 1
     tensor_parallel_size: int
     quantization: str | None
     enforce_eager: bool
@@ -94,7 +96,8 @@ def derive_engine_settings(model: ModelConfig, gpus: list[GpuInfo], force_cpu: b
         reasons.append("no GPU visible to pynvml: CPU settings" if not gpus else "CPU forced")
         return EngineSettings(device="cpu", gpu_memory_utilization=None,
                               max_num_seqs=model.max_num_seqs or cpu_max_num_seqs,
-                              max_num_batched_tokens=model.max_num_batched_tokens, tensor_parallel_size=1,
+                              max_num_batched_tokens=model.max_num_batched_tokens,
+                              stream_interval=model.stream_interval or 1, tensor_parallel_size=1,
                               quantization=model.quantization,
                               enforce_eager=True if model.enforce_eager is None else model.enforce_eager,
                               reasons=reasons)
@@ -125,6 +128,10 @@ def derive_engine_settings(model: ModelConfig, gpus: list[GpuInfo], force_cpu: b
     # like its async default (2048), which left half of an H100's throughput unused in the P1 benchmark.
     max_num_batched_tokens = model.max_num_batched_tokens or max(16384, model.max_model_len)
 
+    # A busy GPU worker's front end is one Python process: a delta per request per engine step was its bottleneck
+    # (P1 benchmark). Gathering a few tokens per chunk cuts that work; the first token still goes at once.
+    stream_interval = model.stream_interval or GPU_STREAM_INTERVAL
+
     quantization = model.quantization
     weights = weights_size_mb(model.model_path)
     if quantization is None and weights and weights / tp > 0.8 * budget:
@@ -132,5 +139,6 @@ def derive_engine_settings(model: ModelConfig, gpus: list[GpuInfo], force_cpu: b
         reasons.append(f"weights {weights} MiB over {tp} GPU(s) exceed 80 % of the budget: fp8 quantization")
 
     return EngineSettings(device="cuda", gpu_memory_utilization=util, max_num_seqs=max_num_seqs,
-                          max_num_batched_tokens=max_num_batched_tokens, tensor_parallel_size=tp, quantization=quantization,
+                          max_num_batched_tokens=max_num_batched_tokens, stream_interval=stream_interval,
+                          tensor_parallel_size=tp, quantization=quantization,
                           enforce_eager=bool(model.enforce_eager), reasons=reasons)

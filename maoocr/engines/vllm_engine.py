@@ -60,6 +60,8 @@ class VLLMEngine(LLMEngine):
             kwargs["gpu_memory_utilization"] = self.settings.gpu_memory_utilization
         if self.settings.max_num_batched_tokens is not None:
             kwargs["max_num_batched_tokens"] = self.settings.max_num_batched_tokens
+        if self.settings.stream_interval > 1:
+            kwargs["stream_interval"] = self.settings.stream_interval
         kwargs.update(_compact_json_config())
         if self.model.image_limit:
             # vLLM sizes its encoder cache (and profiles memory) for this many images per prompt.

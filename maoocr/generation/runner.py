@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import OrderedDict
@@ -11,9 +12,9 @@ from maoocr.engines.base import LLMEngine
 from maoocr.errors import MaoOCRError
 from maoocr.generation.resume import Resume
 from maoocr.jobs import JobStore, error_fields
-from maoocr.metrics import GENERATED_TOKENS, PROMPT_TOKENS, observe_finished, observe_started
+from maoocr.metrics import GENERATED_TOKENS, PROMPT_TOKENS, observe_latency, observe_queue_wait
 from maoocr.protocol.generation import Choice, GenerationParams, GenerationResult, StreamChunk, Usage
-from maoocr.streams import StreamWriter
+from maoocr.streams import StreamWriter, TokenDelta
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,8 @@ class GenerationRunner:
         self.engine = engine
         self.jobs = jobs
         self.writer = writer
+        self._wake_scheduled = False  # a writer wake is queued on the engine loop (see stream)
+        self._created_at: dict[str, float] = {}  # job → its record's created_at, from the claim (for metrics)
         self.stamp = stamp  # settings.stream_timestamps: put the engine's emit time on each token chunk
         # Cancels heard on the control channel, kept (bounded) even for jobs not started yet on this worker,
         # so a cancel that races the job's start still stops it.
@@ -66,13 +69,14 @@ class GenerationRunner:
         """queued → running for `worker`: the attempt number, 0 when the job is not to be run (finished,
         cancelled) or BUSY when it is a redelivered copy of a job whose worker is alive (the caller waits).
         A running job whose worker died is taken over."""
-        record = self.jobs.get(job_id)
-        attempt, before = self.jobs.claim(job_id, worker)
+        claim = self.jobs.claim(job_id, worker)
+        attempt, before = claim.attempt, claim.before
         if attempt:
-            if attempt == 1:
-                observe_started(record)
-            else:
-                log.warning("job=%s attempt %d (was %s by %s)", job_id, attempt, before, record.worker)
+            self._created_at[job_id] = claim.created_at
+            if before == "queued":
+                observe_queue_wait("generation", claim.created_at)
+            if attempt > 1:
+                log.warning("job=%s attempt %d (was %s by %s)", job_id, attempt, before, claim.previous_worker)
             return attempt
         if before == "busy":
             return self.BUSY
@@ -98,6 +102,7 @@ class GenerationRunner:
         self._requests[job_id] = request_id
         self.waiting += 1
         first = True
+        publish = self.writer.publish
         try:
             async for step in self.engine.generate(params, request_id):
                 if first:
@@ -111,10 +116,11 @@ class GenerationRunner:
                         acc.reasons[delta.index] = delta.finish_reason
                     if resume is not None:
                         for chunk in resume.feed(delta.index, delta.text, delta.finish_reason):
-                            self.writer.publish(chunk)
+                            publish(chunk)
                     elif delta.text or delta.finish_reason:
-                        self.writer.publish(StreamChunk(job_id=job_id, delta=delta.text, index=delta.index,
-                                                        finish_reason=delta.finish_reason, emitted_at=emitted_at))
+                        publish(TokenDelta(job_id, delta.text, delta.index, delta.finish_reason, emitted_at),
+                                wake=False)
+                        self._wake_writer_after_this_pass()
                 if step.finished:
                     acc.usage = step.usage
                 if job_id in self.cancel_requested:
@@ -138,6 +144,17 @@ class GenerationRunner:
         self.drained.discard(job_id)
         return acc
 
+    def _wake_writer_after_this_pass(self) -> None:
+        """One engine step resumes every streaming job in the same pass of the event loop; the writer is woken
+        once, after all of them have published (call_soon runs in the next pass), not once per job."""
+        if not self._wake_scheduled:
+            self._wake_scheduled = True
+            asyncio.get_running_loop().call_soon(self._wake_writer)
+
+    def _wake_writer(self) -> None:
+        self._wake_scheduled = False
+        self.writer.wake()
+
     def finish(self, job_id: str, params: GenerationParams, acc: _Accumulated | None,
                exc: BaseException | None) -> None:
         """Store the outcome (only if the job is still ours) and end the stream."""
@@ -149,7 +166,7 @@ class GenerationRunner:
             moved, before = self.jobs.transition(job_id, ("running",), "failed", **fields)
             self._end(job_id, "cancelled" if before == "cancelled" else "error", None,
                       None if before == "cancelled" else fields["error"])
-            self._observe_end(job_id)
+            self._observe_end(job_id, "failed" if moved else before)
             return
         assert acc is not None
         usage = acc.usage or Usage(completion_tokens=sum(acc.tokens.values()))
@@ -163,13 +180,12 @@ class GenerationRunner:
             job_id, ("running",), "succeeded", result=result.model_dump())
         reason = result.choices[0].finish_reason if moved else before
         self._end(job_id, reason, usage, None)
-        self._observe_end(job_id)
+        self._observe_end(job_id, "succeeded" if moved else before)
 
-    def _observe_end(self, job_id: str) -> None:
-        try:
-            observe_finished(self.jobs.get(job_id))
-        except Exception as exc:  # a metric must never fail a job
-            log.debug("job=%s latency not observed: %s", job_id, exc)
+    def _observe_end(self, job_id: str, status: str) -> None:
+        created_at = self._created_at.pop(job_id, None)
+        if created_at is not None:  # the record's own finished_at is a moment earlier: close enough for a histogram
+            observe_latency("generation", status, created_at)
 
     def _end(self, job_id: str, reason: str | None, usage: Usage | None, error: dict | None) -> None:
         self.writer.publish(StreamChunk(job_id=job_id, finished=True, finish_reason=reason, usage=usage,

@@ -70,7 +70,7 @@ class OCRJobs:
         record = self.jobs.get(job_id)
         split_done = SPLIT_KEY.format(job_id)
         while True:
-            attempt, before = self.jobs.claim(job_id, self.worker)
+            attempt, before = self.jobs.claim(job_id, self.worker)[:2]
             if before != "busy" or self.jobs.redis.exists(split_done):
                 break
             time.sleep(BUSY_POLL_S)
