@@ -46,6 +46,8 @@ def tokenizer_dir(model_dir: str | Path) -> Path:
     return Path(model_dir) / "tokenizer"
 
 
-def word_prompts(count: int, words: int) -> list[str]:
-    """Distinct prompts of exactly `words` tokens for the WordLevel tokenizer (ids above the special ones)."""
-    return [" ".join(f"t{100 + (i * 131 + j * 7) % 50_000}" for j in range(words)) for i in range(count)]
+def word_prompts(count: int, words: int, first: int = 0) -> list[str]:
+    """Distinct prompts (numbers `first` … `first + count - 1`; no two share a first token) of exactly `words`
+    tokens for the WordLevel tokenizer (ids above the special ones)."""
+    return [" ".join(f"t{100 + (i * 131 + j * 7) % 50_000}" for j in range(words))
+            for i in range(first, first + count)]

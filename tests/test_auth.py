@@ -179,17 +179,19 @@ def test_each_key_sees_only_its_own_jobs(secured):
 
 
 def test_another_key_cannot_cancel_a_running_job_but_its_owner_can(secured):
-    long = {"max_tokens": 400, "wait": False}
+    long = {"max_tokens": 900, "wait": False}
     job_b = generate(secured, KEY_B, **long).json()["job_id"]
     assert requests.delete(f"{secured.base_url}/v1/jobs/{job_b}", headers=auth(KEY_A), timeout=30).status_code == 404
     job_a = generate(secured, KEY_A, **long).json()["job_id"]
-    time.sleep(0.5)
+    # Cancel once job A streams (a fixed sleep raced a fast engine: the job could end first).
+    with events(secured, KEY_A, job_a, stream=True) as live:
+        next(line for line in live.iter_lines(decode_unicode=True) if line.startswith("data: "))
     cancelled = requests.delete(f"{secured.base_url}/v1/jobs/{job_a}", headers=auth(KEY_A), timeout=30)
     assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
     # The cancel travels over the password-protected pub/sub channel to the worker, which aborts the request.
     assert sse_chunks(events(secured, KEY_A, job_a))[-1]["finish_reason"] == "cancelled"
     b_end = sse_chunks(events(secured, KEY_B, job_b))[-1]
-    assert b_end["finish_reason"] == "length" and b_end["usage"]["completion_tokens"] == 400
+    assert b_end["finish_reason"] == "length" and b_end["usage"]["completion_tokens"] == 900
 
 
 def test_jobs_started_over_a_websocket_belong_to_its_key(secured):
