@@ -123,20 +123,28 @@ def test_queue_depth_and_running_jobs_while_pages_wait(stack, stack_settings):
 def test_engine_requests_show_a_running_generation(stack, redis_client):
     llm_url = worker_url(redis_client, "llm")
     assert any(n == "maoocr_engine_requests" and lab["state"] == "waiting" for n, lab, _ in scrape(llm_url))
-    # Several long generations at once, so the engine stays busy across a few heartbeats even on a fast machine
-    # (one 900-token job on the tiny model can end between two heartbeats).
-    job_ids = []
-    for _ in range(6):
-        reply = requests.post(stack.base_url + "/api/generate", timeout=30,
-                              json={"prompt": "write a long story about the sea", "max_tokens": 900, "ignore_eos": True})
-        assert reply.status_code == 202, reply.text
-        job_ids.append(reply.json()["job_id"])
+    # A new long generation every half second while waiting, so the engine is busy whenever a heartbeat is taken
+    # however fast the machine (a fixed handful of jobs could all end between two heartbeats).
+    job_ids: list[str] = []
+    last_submit = [0.0]
+
+    def busy(check: Callable[[], bool]) -> Callable[[], bool]:
+        def submit_then_check() -> bool:
+            if not job_ids or time.monotonic() - last_submit[0] >= 0.5:
+                reply = requests.post(stack.base_url + "/api/generate", timeout=30, json={
+                    "prompt": "write a long story about the sea", "max_tokens": 900, "ignore_eos": True})
+                assert reply.status_code == 202, reply.text
+                job_ids.append(reply.json()["job_id"])
+                last_submit[0] = time.monotonic()
+            return check()
+        return submit_then_check
+
     try:
-        eventually(lambda: value(scrape(llm_url), "maoocr_engine_requests", model="tiny", state="running") >= 1,
+        eventually(busy(lambda: value(scrape(llm_url), "maoocr_engine_requests", model="tiny", state="running") >= 1),
                    60, "the worker's engine shows the generation running")
         # The API's copy comes from the worker's heartbeat (every ttls.heartbeat_s / 3 = 2 s here).
-        eventually(lambda: value(scrape(stack.base_url + "/metrics"), "maoocr_worker_engine_requests",
-                                 model="tiny", state="running") >= 1, 30, "the heartbeat carries the load")
+        eventually(busy(lambda: value(scrape(stack.base_url + "/metrics"), "maoocr_worker_engine_requests",
+                                      model="tiny", state="running") >= 1), 30, "the heartbeat carries the load")
     finally:
         for job_id in job_ids:
             requests.delete(f"{stack.base_url}/v1/jobs/{job_id}", timeout=10)
