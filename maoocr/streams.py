@@ -7,11 +7,11 @@ without losing or repeating a chunk.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass
+from json.encoder import encode_basestring  # JSON string literal, non-ASCII kept (C speed)
 from typing import Callable, Iterator, Union
 
 import redis
@@ -54,15 +54,32 @@ class TokenDelta:
 
 
 Outgoing = Union[TokenDelta, StreamChunk]
-# Every wire field of a token chunk, in the schema's order, with its default (and "seq": -1 for the script).
-_TOKEN_FIELDS = StreamChunk(job_id="").model_dump(mode="json")
+
+
+def _token_template() -> str:
+    """A StreamChunk's own JSON for a token chunk with %-slots for its five variable fields (every other field
+    at its default, "seq": -1 for the script): the wire format stays the model's, filled in ~1 µs, not ~3.5."""
+    marks = {"job_id": "@@job@@", "delta": "@@delta@@", "finish_reason": "@@finish@@"}
+    sample = StreamChunk(index=987654321, emitted_at=12345.0625, **marks).model_dump_json()
+    template = sample.replace("%", "%%")
+    for mark in marks.values():
+        template = template.replace(f'"{mark}"', "%s", 1)
+    template = template.replace('"index":987654321', '"index":%d', 1).replace('"emitted_at":12345.0625',
+                                                                             '"emitted_at":%s', 1)
+    assert template.count("%s") == 4 and "%d" in template, sample
+    return template
+
+
+_TOKEN_TEMPLATE = _token_template()
+# Slots in the order the model lists its fields (job_id, delta, finish_reason, index, emitted_at).
+_ORDER = sorted(("job_id", "delta", "finish_reason", "index", "emitted_at"), key=list(StreamChunk.model_fields).index)
 
 
 def token_json(token: TokenDelta) -> str:
-    fields = _TOKEN_FIELDS.copy()
-    fields.update(job_id=token.job_id, delta=token.delta, index=token.index, finish_reason=token.finish_reason,
-                  emitted_at=token.emitted_at)
-    return json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
+    values = {"job_id": encode_basestring(token.job_id), "delta": encode_basestring(token.delta),
+              "finish_reason": "null" if token.finish_reason is None else encode_basestring(token.finish_reason),
+              "index": token.index, "emitted_at": "null" if token.emitted_at is None else repr(token.emitted_at)}
+    return _TOKEN_TEMPLATE % tuple(values[name] for name in _ORDER)
 
 
 def _encode(chunk: Outgoing) -> str:

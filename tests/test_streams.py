@@ -112,11 +112,11 @@ def test_writer_behind_merges_each_jobs_token_deltas_in_order():
 def test_token_deltas_go_on_the_wire_as_stream_chunks():
     from maoocr.streams import token_json
 
-    token = TokenDelta("job-ü", "naïve 中文 \"q\"\n", index=2, finish_reason="stop", emitted_at=1732450000.25)
+    token = TokenDelta("job-ü", "naïve 中文 \"q\"\n 100%s %d", index=2, finish_reason="stop", emitted_at=1732450000.25)
     wire = token_json(token)
     assert wire.startswith('{"job_id":') and '"seq":-1' in wire
     assert StreamChunk.model_validate_json(wire) == StreamChunk(
-        job_id="job-ü", delta="naïve 中文 \"q\"\n", index=2, finish_reason="stop", emitted_at=1732450000.25)
+        job_id="job-ü", delta="naïve 中文 \"q\"\n 100%s %d", index=2, finish_reason="stop", emitted_at=1732450000.25)
     assert json.loads(wire).keys() == StreamChunk.model_fields.keys()
 
 
