@@ -6,11 +6,17 @@ import argparse
 import logging
 import socket
 import sys
+from typing import TYPE_CHECKING
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, run_simple
 
 # werkzeug listens with a backlog of 128; hundreds of clients connecting at once (one per waiting job) overflow it.
 BaseWSGIServer.request_queue_size = 2048
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+    from maoocr.config import Settings
 
 
 class NoDelayHandler(WSGIRequestHandler):
@@ -24,20 +30,26 @@ class NoDelayHandler(WSGIRequestHandler):
             self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
+def configured_app() -> tuple[Settings, Flask]:
+    """Settings loaded, logging set up and the app built: the same start for `maoocr api` and gunicorn."""
+    from api.app import create_app
+    from maoocr.config import load_settings
+    from maoocr.logs import setup_logging
+
+    settings = load_settings()
+    setup_logging(settings.log_level)
+    return settings, create_app(settings)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="maoocr api")
     parser.add_argument("--host", default=None)
     parser.add_argument("--port", type=int, default=None)
     args = parser.parse_args(argv)
 
-    from api.app import create_app
     from maoocr.auth import is_loopback
-    from maoocr.config import load_settings
-    from maoocr.logs import setup_logging
 
-    settings = load_settings()
-    setup_logging(settings.log_level)
-    app = create_app(settings)
+    settings, app = configured_app()
     api = settings.models.api
     host = args.host or api.host
     if not settings.auth.keys().enabled and not is_loopback(host):
@@ -50,18 +62,12 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def create_wsgi_app():
+def create_wsgi_app() -> Flask:
     """The WSGI app for gunicorn: `gunicorn -k gthread --threads 64 'api.server:create_wsgi_app()'`.
 
     Threads, not sync workers: every SSE stream, WebSocket and waiting request holds one while its job runs.
     """
-    from api.app import create_app
-    from maoocr.config import load_settings
-    from maoocr.logs import setup_logging
-
-    settings = load_settings()
-    setup_logging(settings.log_level)
-    return create_app(settings)
+    return configured_app()[1]
 
 
 if __name__ == "__main__":
