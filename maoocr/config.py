@@ -151,15 +151,20 @@ class OCRSettings(_Strict):
     assist_timeout_s: float = Field(60, gt=0, description="VLM analysis / LLM selection of one page; then the "
                                                           "heuristic / the rules decide")
 
-    def model_problems(self, models: "ModelsFile", default_model: str) -> list[tuple[str, str]]:
-        """(key, problem) for every model reference that does not resolve to a usable model."""
-        wanted = [("vlm_model", self.vlm_model, True)]
+    def model_references(self, default_model: str) -> list[tuple[str, str | None, bool]]:
+        """(key, model name or None, whether it must see images) for each model the OCR pipeline, as configured,
+        sends generation jobs to."""
+        wanted: list[tuple[str, str | None, bool]] = [("vlm_model", self.vlm_model, True)]
         if self.analyzer == "vlm":
             wanted.append(("analyzer_model", self.analyzer_model or self.vlm_model, True))
         if self.selector == "llm":
             wanted.append(("selector_model", self.selector_model or default_model, False))
+        return wanted
+
+    def model_problems(self, models: "ModelsFile", default_model: str) -> list[tuple[str, str]]:
+        """(key, problem) for every model reference that does not resolve to a usable model."""
         problems = []
-        for key, name, multimodal in wanted:
+        for key, name, multimodal in self.model_references(default_model):
             if key == "analyzer_model" and name is None:
                 problems.append((key, "analyzer: vlm needs analyzer_model or vlm_model"))
             elif name is not None and name not in models.models:

@@ -1,5 +1,6 @@
 """`maoocr up`: the embedded default. Redis (MAOOCR_REDIS_URL if it answers, else a private server), an LLM
-worker, an OCR worker and the API, as child processes; Ctrl-C stops all of them."""
+worker for the default model and for each other model the OCR pipeline calls, an OCR worker and the API, as child
+processes; Ctrl-C stops all of them."""
 
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ import redis
 import requests
 
 from maoocr.auth import is_loopback
-from maoocr.config import load_settings
-from maoocr.engines.demo_model import build_demo_model
+from maoocr.config import Settings, load_settings
+from maoocr.engines.factory import build_demo_weights
 from maoocr.engines.memory import read_gpus
 
 
@@ -62,6 +63,17 @@ def start_private_redis(data_dir: Path) -> tuple[subprocess.Popen, str]:
         time.sleep(0.05)
     proc.kill()
     raise SystemExit(f"private redis-server on port {port} did not start")
+
+
+def models_to_serve(settings: Settings) -> dict[str, list[str]]:
+    """Each model that needs an LLM worker → the settings that name it: the default model first, then the models
+    the OCR pipeline sends jobs to (ocr.vlm_model, analyzer_model, selector_model), each once. A job for a model
+    that no worker serves waits on its queue until its fall-back time limit."""
+    wanted: dict[str, list[str]] = {settings.default_model: ["default_model"]}
+    for key, name, _ in settings.ocr.model_references(settings.default_model):
+        if name is not None:
+            wanted.setdefault(name, []).append(f"ocr.{key}")
+    return wanted
 
 
 def wait_ready(base_url: str, procs: list[subprocess.Popen], workers: int = 1, timeout_s: float = 600) -> None:
@@ -110,11 +122,13 @@ def run_up(host: str, port: int, force_cpu: bool = False) -> int:
     env["MAOOCR_REDIS_URL"] = redis_url
     env.setdefault("TMPDIR", tempfile.mkdtemp(prefix="maoocr-"))
 
-    model = settings.default_model
-    if not settings.model(model).model_path:
-        build_demo_model(data_dir / "demo-model")
-        print(f"Model {model!r}: no weights configured, serving a tiny RANDOM demo model built locally.\n"
-              f"  Its answers are meaningless; set model_path in configs/vllm_models.yaml for real ones.")
+    models = models_to_serve(settings)
+    for model in models:
+        if not settings.model(model).model_path:
+            # Built here, once, before any worker starts: two workers must not write the same folder at once.
+            build_demo_weights(settings, model)
+            print(f"Model {model!r}: no weights configured, serving a tiny RANDOM demo model built locally.\n"
+                  f"  Its answers are meaningless; set model_path in configs/vllm_models.yaml for real ones.")
     if settings.auth.keys().enabled:
         print(f"Auth: on ({len(settings.auth.keys().digests)} API keys); clients send 'Authorization: Bearer <key>'")
     else:
@@ -123,13 +137,17 @@ def run_up(host: str, port: int, force_cpu: bool = False) -> int:
               f" -- WARNING: {host} is reachable from other machines; set MAOOCR_API_KEYS"))
     gpu_args = ["--cpu"] if force_cpu or not read_gpus() else ["--gpu", "0"]
     base_url = f"http://{host}:{port}"
-    # Children ignore the terminal's Ctrl-C (own process group): we stop them in order, API first.
-    worker = subprocess.Popen([sys.executable, "-m", "workers.main", "--model", model, *gpu_args], env=env,
-                              start_new_session=True)
-    ocr_worker = subprocess.Popen([sys.executable, "-m", "workers.main", "--ocr"], env=env, start_new_session=True)
-    api = subprocess.Popen([sys.executable, "-m", "api.server", "--host", host, "--port", str(port)], env=env,
-                           start_new_session=True)
-    procs = [api, worker, ocr_worker, *procs]
+
+    def start(*module_args: str) -> subprocess.Popen:
+        # Children ignore the terminal's Ctrl-C (own process group): we stop them in order, API first.
+        return subprocess.Popen([sys.executable, "-m", *module_args], env=env, start_new_session=True)
+
+    default_model, *other_models = models
+    worker = start("workers.main", "--model", default_model, *gpu_args)
+    ocr_worker = start("workers.main", "--ocr")
+    api = start("api.server", "--host", host, "--port", str(port))
+    started = [api, worker, ocr_worker]
+    procs = [*started, *procs]
     stopping = False
 
     def on_signal(signum, frame):
@@ -140,7 +158,15 @@ def run_up(host: str, port: int, force_cpu: bool = False) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     try:
         print(f"Starting an LLM worker ({' '.join(gpu_args)}), an OCR worker and the API on {base_url} …")
-        wait_ready(base_url, [api, worker, ocr_worker], workers=2)
+        wait_ready(base_url, started, workers=2)
+        # One at a time, each once the previous engine holds its memory: on a shared GPU an engine is sized from
+        # the memory free when it starts, so two starting together would both claim the same free memory.
+        for model in other_models:
+            print(f"Starting an LLM worker for {model!r} ({' '.join(gpu_args)}), named by "
+                  f"{', '.join(models[model])}: the OCR pipeline sends it jobs …")
+            started.append(start("workers.main", "--model", model, *gpu_args))
+            procs.insert(1, started[-1])
+            wait_ready(base_url, started, workers=len(started) - 1)
         print(f"MaoOCR is up at {base_url}  (Ctrl-C stops it)\n"
               f"  curl -s {base_url}/api/generate -H 'Content-Type: application/json' "
               f"-d '{{\"prompt\": \"Hello\", \"max_tokens\": 16, \"wait\": true}}'\n"

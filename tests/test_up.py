@@ -10,10 +10,12 @@ import subprocess
 import sys
 import time
 
+import pytest
 import redis
 import requests
 
-from maoocr.embedded import free_port
+from maoocr.config import load_settings
+from maoocr.embedded import free_port, models_to_serve
 from tests import docgen
 from tests.support.processes import ROOT
 
@@ -67,6 +69,41 @@ def test_up_runs_everything_and_ctrl_c_stops_it(tmp_path, tiny_model):
         raise AssertionError("the API is still running")
     except requests.ConnectionError:
         pass
+
+
+MODELS = """models:
+  demo: {model_path: null}
+  vl: {model_path: null, model_type: multimodal}
+  vl2: {model_path: null, model_type: multimodal}
+  judge: {model_path: null}
+api:
+  default_model: demo
+"""
+
+
+@pytest.mark.parametrize("ocr,expected", [
+    ("{}", {"demo": ["default_model"]}),
+    ("{vlm_model: vl}", {"demo": ["default_model"], "vl": ["ocr.vlm_model"]}),
+    ("{vlm_model: vl, analyzer: vlm, selector: llm}",
+     {"demo": ["default_model", "ocr.selector_model"], "vl": ["ocr.vlm_model", "ocr.analyzer_model"]}),
+    ("{vlm_model: vl, analyzer: vlm, analyzer_model: vl2, selector: llm, selector_model: judge}",
+     {"demo": ["default_model"], "vl": ["ocr.vlm_model"], "vl2": ["ocr.analyzer_model"],
+      "judge": ["ocr.selector_model"]}),
+    # Named but not used: the analyzer and selector models count only when those steps are on.
+    ("{analyzer_model: vl2, selector_model: judge}", {"demo": ["default_model"]}),
+])
+def test_up_serves_every_model_the_ocr_pipeline_calls(tmp_path, ocr, expected):
+    (tmp_path / "models.yaml").write_text(MODELS)
+    (tmp_path / "maoocr.yaml").write_text(f"models_file: models.yaml\nocr: {ocr}\n")
+    # Without a worker for the VLM, 'vlm' pages would wait on its queue until they fall back to PP-OCR.
+    assert models_to_serve(load_settings(tmp_path / "maoocr.yaml", env={})) == expected
+
+
+def test_up_serves_a_default_model_that_is_also_the_vlm_once(tmp_path):
+    (tmp_path / "models.yaml").write_text("models:\n  vl: {model_path: null, model_type: multimodal}\n")
+    (tmp_path / "maoocr.yaml").write_text("models_file: models.yaml\nocr: {vlm_model: vl, analyzer: vlm}\n")
+    assert models_to_serve(load_settings(tmp_path / "maoocr.yaml", env={})) == {
+        "vl": ["default_model", "ocr.vlm_model", "ocr.analyzer_model"]}
 
 
 def _alive(pid: int) -> bool:

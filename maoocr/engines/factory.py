@@ -20,15 +20,19 @@ def resolve_model_path(settings: Settings, name: str) -> str:
     model = settings.model(name)
     if model.model_path:
         return model.model_path
-    if model.model_type == "multimodal":
-        from maoocr.engines.demo_vlm import build_demo_vlm
-
-        path = build_demo_vlm(Path(settings.data_dir) / "demo-vlm")
-    else:
-        path = build_demo_model(Path(settings.data_dir) / "demo-model")
+    path = build_demo_weights(settings, name)
     log.warning("model %r has no model_path: serving the tiny random demo model at %s; its answers are "
                 "meaningless", name, path)
     return str(path)
+
+
+def build_demo_weights(settings: Settings, name: str) -> Path:
+    """The tiny random demo model that stands in for `name` (a VLM for a multimodal model), built once in data_dir."""
+    if settings.model(name).model_type == "multimodal":
+        from maoocr.engines.demo_vlm import build_demo_vlm
+
+        return build_demo_vlm(Path(settings.data_dir) / "demo-vlm")
+    return build_demo_model(Path(settings.data_dir) / "demo-model")
 
 
 def plan_engine(settings: Settings, name: str, force_cpu: bool = False) -> EngineSettings:
