@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -93,3 +94,30 @@ def test_refused_request_and_dead_engine_core(tmp_path, own_redis, tiny_model):
         assert new_cores and not set(new_cores) & set(cores)
     finally:
         services.stop()
+
+
+def test_a_killed_workers_engine_core_does_not_outlive_it(tmp_path, own_redis, tiny_model):
+    """kill -9 of a worker (OOM killer, crash): vLLM's engine core would keep running, holding the memory the
+    restarted worker needs; the worker's reaper kills it."""
+    services = Services(tmp_path, own_redis, str(tiny_model), {"shutdown_grace_s": 5})
+    try:
+        services.start_workers(("llm",))
+        worker = services.workers["llm"].popen
+        first = generate(services.base_url, 4)
+        wait_for(lambda: job(services.base_url, first)["status"] in TERMINAL, 120, "the worker serves nothing")
+        cores = engine_core_pids(worker.pid)
+        assert cores, "no engine core process found under the worker"
+        time.sleep(3)  # the reaper's list of the worker's processes is refreshed every 2 s
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait(10)
+        wait_for(lambda: not any(_running(pid) for pid in cores), 20, f"engine core(s) {cores} outlived the worker")
+    finally:
+        services.stop()
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"

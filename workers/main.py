@@ -41,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from maoocr.config import load_settings
     from maoocr.engines.factory import create_engine, plan_engine
+    from maoocr.engines.reaper import watch_descendants
     from maoocr.generation.host import EngineHost
     from maoocr.heartbeats import Heartbeat
     from maoocr.jobs import JobStore
@@ -70,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     log.warning("worker %s: model=%s queue=%s device=%s concurrency=%d (%s)", name, model, queue, plan.device,
                 concurrency, "; ".join(plan.reasons))
 
+    # Kills the engine core if this process dies without stopping it (it would keep its memory otherwise).
+    reaper = watch_descendants()  # noqa: F841 -- kept alive for its pipe
     client = connect(settings.redis_url, patient=True)  # rides out a Redis outage rather than failing jobs
     host = EngineHost(create_engine(settings, model, plan), JobStore(client, settings.ttls.job_s),
                       StreamWriter(StreamStore(client, settings.ttls.stream_s)), client,
