@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -21,6 +20,7 @@ from typing import Iterator
 
 import requests
 
+from bench.stats import cpu_seconds
 from tests.support.processes import start_redis, start_stack
 
 
@@ -145,9 +145,9 @@ def run(options: P1Options) -> Iterator[dict]:
                             api_threads=options.concurrency // options.api_workers + 32)
         through_api(stack.base_url, warmup, options.max_tokens)
         worker_pid = next(p.popen.pid for p in stack.procs if p.name == "worker")
-        worker_cpu = process_cpu_s(worker_pid)
+        worker_cpu = cpu_seconds(worker_pid, children=False)  # its engine core is another process
         api_s, api_tokens, api_failed = through_api(stack.base_url, texts, options.max_tokens)
-        worker_cpu = process_cpu_s(worker_pid) - worker_cpu
+        worker_cpu = cpu_seconds(worker_pid, children=False) - worker_cpu
         timeline = job_timeline(redis_url, len(texts))
         stack.stop()  # free the cores (or the GPU) for the direct run
         stack = None
@@ -167,8 +167,8 @@ def run(options: P1Options) -> Iterator[dict]:
     yield {"metric": "p1_api_output_tok_s", "value": round(api_rate, 1), "tokens": api_tokens,
            "seconds": round(api_s, 3), "failed_requests": api_failed, **common}
     # The front end's own CPU (its engine core is another process): the queue's per-token cost shows here first.
-    yield {"metric": "p1_front_end_cpu_ms_per_1k_tokens", "value": round(1e6 * worker_cpu / max(1, api_tokens), 2),
-           "worker": round(1e6 * worker_cpu / max(1, api_tokens), 2),
+    worker_ms = round(1e6 * worker_cpu / max(1, api_tokens), 2)
+    yield {"metric": "p1_front_end_cpu_ms_per_1k_tokens", "value": worker_ms, "worker": worker_ms,
            "direct": round(1e6 * direct_cpu / max(1, direct_tokens), 2),
            "note": "CPU of the worker process (API run) / of the direct run's process, engine cores excluded",
            **common}
@@ -234,12 +234,6 @@ def offline_generate(config: Path, texts: list[str], max_tokens: int) -> dict:
     payload = json.dumps({"config": str(config), "texts": texts, "max_tokens": max_tokens, "out": str(result)})
     subprocess.run([sys.executable, "-m", "bench.offline_llm"], input=payload, text=True, check=True)
     return json.loads(result.read_text())
-
-
-def process_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of one process, all its threads, not its children (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def wait_for_free_gpu(gpu: bool, timeout_s: float = 120) -> None:

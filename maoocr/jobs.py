@@ -80,6 +80,7 @@ return 1
 """
 
 _JSON_FIELDS = ("progress", "result", "error")
+_listener_lock = threading.Lock()
 
 
 class Claim(NamedTuple):
@@ -87,7 +88,6 @@ class Claim(NamedTuple):
     before: str  # the status it had, or why not: 'busy' (its worker is alive), 'missing'
     created_at: float  # when it was submitted (0.0 when missing)
     previous_worker: str  # the worker it had before, if any
-_listener_lock = threading.Lock()
 
 
 def new_job_id() -> str:

@@ -16,6 +16,7 @@ import pytest
 import redis
 
 from bench.reliability import Services, mid_stream
+from maoocr.engines.reaper import descendants
 from tests.support.processes import start_redis
 from tests.test_reliability import TERMINAL, generate, job, wait_for
 
@@ -29,23 +30,14 @@ def own_redis(tmp_path):
 
 def engine_core_pids(worker_pid: int) -> list[int]:
     """Descendants of the worker whose process title names vLLM's engine core."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+    found = []
+    for pid in descendants(worker_pid):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
+            title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found, todo = [], [worker_pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            todo.append(child)
-            try:
-                title = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            except OSError:
-                continue
-            if "EngineCore" in title:
-                found.append(child)
+        if "EngineCore" in title:
+            found.append(pid)
     return found
 
 
