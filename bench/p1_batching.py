@@ -1,8 +1,8 @@
 """P1: does vLLM's continuous batching survive the queue?
 
 N concurrent generation jobs through API → Redis → worker → engine, against the same prompts given to the
-same engine class directly (AsyncLLM), in the same run; optionally also against offline `LLM.generate`.
-Prints output tokens/s of each and `p1_batching_ratio` (API / direct).
+same engine class directly (AsyncLLM), in the same run, in alternating rounds; optionally also against offline
+`LLM.generate`. Prints output tokens/s of each and `p1_batching_ratio` (API / direct, over all rounds).
 """
 
 from __future__ import annotations
@@ -20,8 +20,11 @@ from typing import Iterator
 
 import requests
 
+from bench.resident_engine import ResidentEngine
 from bench.stats import cpu_seconds
-from tests.support.processes import start_redis, start_stack
+from tests.support.processes import BENCH_LOG_LEVEL, start_redis, start_stack
+
+GPU_SHARE = 0.42  # of the GPU's memory for each of the two engines loaded side by side
 
 
 @dataclass
@@ -36,6 +39,7 @@ class P1Options:
     offline: bool = False  # also time vllm.LLM.generate in a separate process
     direct_every_token: bool = False  # also time the engine directly with stream_interval 1
     api_workers: int = 1  # >1: the API under gunicorn (gthread) with that many processes, as in production
+    rounds: int = 3  # measured rounds per path, alternating
     extra_model: dict = field(default_factory=dict)
 
 
@@ -91,38 +95,56 @@ async def _direct(engine, texts: list[str], max_tokens: int, model: str, delays:
     return sum(await asyncio.gather(*(one(i, p) for i, p in enumerate(texts))))
 
 
-def directly(config: Path, texts: list[str], max_tokens: int, warmup: list[str], gpu: bool,
-             delays: list[float] | None = None, stream_interval: int | None = None
-             ) -> tuple[float, int, float | None, float]:
-    """The engine alone on the same prompts; with `delays`, also once more with each prompt arriving when the
-    API run's job started (tells the cost of the queue's arrival spread from the worker's own overhead)."""
-    from maoocr.config import load_settings
-    from maoocr.engines.factory import create_engine, plan_engine
+def directly(resident: ResidentEngine, texts: list[str], max_tokens: int,
+             delays: list[float] | None = None) -> tuple[float, int, float]:
+    """The engine alone on these prompts, all at once (or each after its delay): seconds, tokens, CPU seconds of
+    this process (the engine core is another process; the API client threads are idle meanwhile)."""
+    start, cpu = time.perf_counter(), time.process_time()
+    tokens = resident.run(_direct(resident.engine, texts, max_tokens, resident.model, delays))
+    return time.perf_counter() - start, tokens, time.process_time() - cpu
 
-    settings = load_settings(config, env={})
-    name = settings.default_model
-    plan = plan_engine(settings, name, force_cpu=not gpu)
-    if stream_interval is not None:
-        plan = plan.model_copy(update={"stream_interval": stream_interval})
-    engine = create_engine(settings, name, plan)
 
-    async def run() -> tuple[float, int, float | None, float]:
-        await engine.start()
-        try:
-            await _direct(engine, warmup, max_tokens, name)
-            start, cpu = time.perf_counter(), time.process_time()
-            tokens = await _direct(engine, texts, max_tokens, name)
-            seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
-            staggered = None
-            if delays:
-                start = time.perf_counter()
-                await _direct(engine, texts, max_tokens, name, delays)
-                staggered = time.perf_counter() - start
-            return seconds, tokens, staggered, cpu
-        finally:
-            await engine.shutdown()
+@dataclass
+class Tally:
+    """One path's measured rounds."""
 
-    return asyncio.run(run())
+    seconds: float = 0.0
+    tokens: int = 0
+    cpu_s: float = 0.0
+    rates: list[float] = field(default_factory=list)
+
+    def add(self, seconds: float, tokens: int, cpu_s: float) -> None:
+        self.seconds, self.tokens, self.cpu_s = self.seconds + seconds, self.tokens + tokens, self.cpu_s + cpu_s
+        self.rates.append(round(tokens / seconds, 1))
+
+    @property
+    def rate(self) -> float:
+        return self.tokens / self.seconds
+
+    def cpu_ms_per_1k(self) -> float:
+        return round(1e6 * self.cpu_s / max(1, self.tokens), 2)
+
+
+def measure_rounds(options: P1Options, stack, resident: ResidentEngine) -> tuple[Tally, Tally, int]:
+    """`options.rounds` rounds, each giving one fresh set of prompts to both paths, in alternating order.
+
+    Both engines stay loaded side by side (neither runs while the other is timed), so the two paths are timed
+    minutes, not a model load, apart: the lent H100 drifted by ±20 % between single runs of the same engine.
+    Every prompt set is new to both engines (no prefix-cache head start for either).
+    """
+    worker_pid = next(p.popen.pid for p in stack.procs if p.name == "worker")
+    api, direct, failed = Tally(), Tally(), 0
+    for r in range(options.rounds):
+        texts = prompts(options, first=(r + 2) * options.concurrency)  # sets 0 and 1 are the warm-ups'
+        for path in (("api", "direct") if r % 2 == 0 else ("direct", "api")):
+            if path == "direct":
+                direct.add(*directly(resident, texts, options.max_tokens))
+                continue
+            cpu = cpu_seconds(worker_pid, children=False)  # its engine core is another process
+            seconds, tokens, errors = through_api(stack.base_url, texts, options.max_tokens)
+            api.add(seconds, tokens, cpu_seconds(worker_pid, children=False) - cpu)
+            failed += errors
+    return api, direct, failed
 
 
 def run(options: P1Options) -> Iterator[dict]:
@@ -133,65 +155,76 @@ def run(options: P1Options) -> Iterator[dict]:
     model_path = options.model_path or str(build_demo_model(work / "model"))
     model = {"max_model_len": options.max_model_len, "max_num_seqs": max(64, options.concurrency),
              "load_format": options.load_format, **options.extra_model}
+    if options.gpu:
+        # Two engines share the GPU (the worker's and the direct one), each with the same fixed share.
+        model.setdefault("gpu_memory_utilization", GPU_SHARE)
     # Both paths are warmed with a full-size round first: a serving worker's threads and Redis connections exist
     # already, and the engine has seen the batch shape (a cold first round cost the API path ~20 % on the H100).
     # Other prompts than the measured ones, so the engine's prefix cache gives neither path a head start.
-    texts, warmup = prompts(options), prompts(options, first=options.concurrency)
+    warmup = prompts(options, first=options.concurrency)
     redis_proc, redis_url = start_redis(work / "redis")
-    stack = None
+    stack = resident = None
     try:
         stack = start_stack(work, redis_url, model_path, ["--gpu", "0"] if options.gpu else ["--cpu"], model=model,
                             api_workers=options.api_workers,
-                            api_threads=options.concurrency // options.api_workers + 32)
+                            api_threads=options.concurrency // options.api_workers + 32, log_level=BENCH_LOG_LEVEL)
+        resident = ResidentEngine(stack.config, gpu=options.gpu)
         through_api(stack.base_url, warmup, options.max_tokens)
-        worker_pid = next(p.popen.pid for p in stack.procs if p.name == "worker")
-        worker_cpu = cpu_seconds(worker_pid, children=False)  # its engine core is another process
-        api_s, api_tokens, api_failed = through_api(stack.base_url, texts, options.max_tokens)
-        worker_cpu = cpu_seconds(worker_pid, children=False) - worker_cpu
-        timeline = job_timeline(redis_url, len(texts))
-        stack.stop()  # free the cores (or the GPU) for the direct run
-        stack = None
-        wait_for_free_gpu(options.gpu)
-        direct_s, direct_tokens, staggered_s, direct_cpu = directly(stack_config(work), texts, options.max_tokens, warmup,
-                                                         options.gpu, timeline.pop("start_offsets", None))
+        directly(resident, warmup, options.max_tokens)
+        api, direct, api_failed = measure_rounds(options, stack, resident)
+        timeline = job_timeline(redis_url, options.concurrency)  # of the last API round
+        staggered = None
+        if timeline:
+            # Fresh prompts again: the rounds' are in the direct engine's prefix cache now.
+            staggered = directly(resident, prompts(options, first=(options.rounds + 2) * options.concurrency),
+                                 options.max_tokens, timeline.pop("start_offsets"))
     finally:
+        if resident is not None:
+            resident.close()
         if stack is not None:
             stack.stop()
         redis_proc.stop()
-    api_rate, direct_rate = api_tokens / api_s, direct_tokens / direct_s
     common = {"concurrency": options.concurrency, "max_tokens": options.max_tokens,
               "prompt_words": options.prompt_words, "device": "gpu" if options.gpu else "cpu",
               "stream_interval": options.extra_model.get("stream_interval", "engine default"),
               "api": f"gunicorn gthread x{options.api_workers}" if options.api_workers > 1 else "maoocr api (1 process)",
-              "warm_up": "one full-size round per path"}
-    yield {"metric": "p1_api_output_tok_s", "value": round(api_rate, 1), "tokens": api_tokens,
-           "seconds": round(api_s, 3), "failed_requests": api_failed, **common}
+              "rounds": options.rounds, "warm_up": "one full-size round per path",
+              **({"gpu_memory_utilization": model["gpu_memory_utilization"]} if options.gpu else {})}
+    yield {"metric": "p1_api_output_tok_s", "value": round(api.rate, 1), "tokens": api.tokens,
+           "seconds": round(api.seconds, 3), "per_round": api.rates, "failed_requests": api_failed, **common}
     # The front end's own CPU (its engine core is another process): the queue's per-token cost shows here first.
-    worker_ms = round(1e6 * worker_cpu / max(1, api_tokens), 2)
-    yield {"metric": "p1_front_end_cpu_ms_per_1k_tokens", "value": worker_ms, "worker": worker_ms,
-           "direct": round(1e6 * direct_cpu / max(1, direct_tokens), 2),
-           "note": "CPU of the worker process (API run) / of the direct run's process, engine cores excluded",
+    yield {"metric": "p1_front_end_cpu_ms_per_1k_tokens", "value": api.cpu_ms_per_1k(), "worker": api.cpu_ms_per_1k(),
+           "direct": direct.cpu_ms_per_1k(),
+           "note": "CPU of the worker process (API rounds) / of the direct rounds' process, engine cores excluded",
            **common}
     yield {"metric": "p1_api_job_timeline_s", "value": timeline.get("queue_wait_p50"), **timeline, **common}
-    yield {"metric": "p1_direct_output_tok_s", "value": round(direct_rate, 1), "tokens": direct_tokens,
-           "seconds": round(direct_s, 3), **common}
-    if staggered_s:
-        yield {"metric": "p1_direct_staggered_output_tok_s", "value": round(direct_tokens / staggered_s, 1),
-               "seconds": round(staggered_s, 3), "note": "prompts arrive when the API run's jobs started", **common}
-    yield {"metric": "p1_batching_ratio", "value": round(api_rate / direct_rate, 3), "goal": ">= 0.90", **common}
+    yield {"metric": "p1_direct_output_tok_s", "value": round(direct.rate, 1), "tokens": direct.tokens,
+           "seconds": round(direct.seconds, 3), "per_round": direct.rates, **common}
+    if staggered:
+        yield {"metric": "p1_direct_staggered_output_tok_s", "value": round(staggered[1] / staggered[0], 1),
+               "seconds": round(staggered[0], 3), "note": "prompts arrive when the last API round's jobs started",
+               **common}
+    per_round = [round(a / d, 3) for a, d in zip(api.rates, direct.rates)]
+    yield {"metric": "p1_batching_ratio", "value": round(api.rate / direct.rate, 3), "goal": ">= 0.90",
+           "per_round": per_round, "median_round": sorted(per_round)[len(per_round) // 2], **common}
     if options.direct_every_token:
         wait_for_free_gpu(options.gpu)
-        seconds, tokens, _, _ = directly(stack_config(work), texts, options.max_tokens, warmup, options.gpu,
-                                         stream_interval=1)
+        every = ResidentEngine(stack_config(work), gpu=options.gpu, stream_interval=1)
+        try:
+            directly(every, warmup, options.max_tokens)
+            seconds, tokens, _ = directly(every, prompts(options), options.max_tokens)
+        finally:
+            every.close()
         yield {"metric": "p1_direct_every_token_output_tok_s", "value": round(tokens / seconds, 1),
-               "seconds": round(seconds, 3), "note": "the engine directly with stream_interval 1", **common}
-        yield {"metric": "p1_api_vs_direct_every_token_ratio", "value": round(api_rate / (tokens / seconds), 3),
+               "seconds": round(seconds, 3), "note": "the engine directly with stream_interval 1 (after the rounds)",
+               **common}
+        yield {"metric": "p1_api_vs_direct_every_token_ratio", "value": round(api.rate / (tokens / seconds), 3),
                **common}
     if options.offline:
         wait_for_free_gpu(options.gpu)
-        offline = offline_generate(stack_config(work), texts, options.max_tokens)
+        offline = offline_generate(stack_config(work), prompts(options), options.max_tokens)
         yield {"metric": "p1_offline_output_tok_s", **offline, **common}
-        yield {"metric": "p1_api_vs_offline_ratio", "value": round(api_rate / offline["value"], 3), **common}
+        yield {"metric": "p1_api_vs_offline_ratio", "value": round(api.rate / offline["value"], 3), **common}
 
 
 def job_timeline(redis_url: str, count: int) -> dict:

@@ -13,7 +13,6 @@ optimisations with it.
 
 from __future__ import annotations
 
-import asyncio
 import tempfile
 import threading
 import time
@@ -23,9 +22,10 @@ from pathlib import Path
 import requests
 
 from bench.echo_worker import ECHO_QUEUE, ECHO_TASK, create_echo_app
+from bench.resident_engine import ResidentEngine
 from bench.stats import closed_loop_rate, cpu_seconds, summary_ms
-from tests.support.processes import (service_env, start_module, start_redis, start_stack, wait_until,
-                                     write_config)
+from tests.support.processes import (BENCH_LOG_LEVEL, service_env, start_module, start_redis, start_stack,
+                                     wait_until, write_config)
 
 MAX_NUM_SEQS = 64  # the LLM worker's thread pool width (max_num_seqs); the echo worker gets the same
 
@@ -101,29 +101,21 @@ class EngineClient:
     """The same request straight to the engine class, on its own event-loop thread (as in a worker)."""
 
     def __init__(self, config: Path) -> None:
-        from maoocr.config import load_settings
-        from maoocr.engines.factory import create_engine, plan_engine
-
-        settings = load_settings(config, env={})
-        self.model = settings.default_model
-        self.engine = create_engine(settings, self.model, plan_engine(settings, self.model, force_cpu=True))
-        self.loop = asyncio.new_event_loop()
-        threading.Thread(target=self.loop.run_forever, name="p2-engine-loop", daemon=True).start()
-        asyncio.run_coroutine_threadsafe(self.engine.start(), self.loop).result()
+        self.resident = ResidentEngine(config)
 
     def __call__(self, i: int) -> None:
-        asyncio.run_coroutine_threadsafe(self._one(i), self.loop).result()
+        self.resident.run(self._one(i))
 
     async def _one(self, i: int) -> None:
         from maoocr.protocol.generation import GenerationParams
 
-        params = GenerationParams(model=self.model, prompt=prompt(i), max_tokens=1, temperature=0, ignore_eos=True)
-        async for _ in self.engine.generate(params, f"p2-{i}-{time.monotonic_ns()}"):
+        params = GenerationParams(model=self.resident.model, prompt=prompt(i), max_tokens=1, temperature=0,
+                                  ignore_eos=True)
+        async for _ in self.resident.engine.generate(params, f"p2-{i}-{time.monotonic_ns()}"):
             pass
 
     def close(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.engine.shutdown(), self.loop).result(timeout=60)
-        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.resident.close()
 
 
 def interleaved(clients: dict, options: P2Options, pids: dict[str, tuple[int, bool]]) -> dict[str, dict]:
@@ -172,8 +164,9 @@ def run(options: P2Options) -> list[dict]:
     redis_proc, redis_url = start_redis(work / "redis")
     echo = stack = None
     try:
-        echo = EchoClient(write_config(work / "echo", redis_url, model_path, model), work / "echo")
-        stack = start_stack(work / "stack", redis_url, model_path, ["--cpu"], model=model)
+        echo = EchoClient(write_config(work / "echo", redis_url, model_path, model, log_level=BENCH_LOG_LEVEL),
+                          work / "echo")
+        stack = start_stack(work / "stack", redis_url, model_path, ["--cpu"], model=model, log_level=BENCH_LOG_LEVEL)
         pids = {proc.name: proc.popen.pid for proc in stack.procs}
         results = interleaved({"api": ApiClient(stack.base_url), "echo": echo}, options,
                               {"api_process": (pids["api"], False), "llm_worker_main": (pids["worker"], False),

@@ -26,7 +26,7 @@ import requests
 import websocket
 
 from bench.stats import summary_ms
-from tests.support.processes import start_redis, start_stack
+from tests.support.processes import BENCH_LOG_LEVEL, start_redis, start_stack
 
 TRANSPORTS = ("redis", "sse", "ws")
 TOKEN = "tok "
@@ -235,7 +235,7 @@ def run(options: P3Options) -> list[dict]:
         figures.append(writer_figure(redis_url, options.writer_chunks))
         model_path = str(build_demo_model(work / "model"))
         stack = start_stack(work / "stack", redis_url, model_path, ["--cpu"], model={"max_num_seqs": 64},
-                            env={"MAOOCR_STREAM_TIMESTAMPS": "true"})
+                            env={"MAOOCR_STREAM_TIMESTAMPS": "true"}, log_level=BENCH_LOG_LEVEL)
         client = redis.Redis.from_url(redis_url)
         try:
             measure("sse", stack.base_url, client, 2, 16, parallel=False)  # warm-up

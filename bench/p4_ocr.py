@@ -23,7 +23,7 @@ import requests
 
 from maoocr.embedded import free_port
 from tests import docgen
-from tests.support.processes import service_env, start_module, start_redis, wait_http, write_config
+from tests.support.processes import BENCH_LOG_LEVEL, service_env, start_module, start_redis, wait_http, write_config
 
 
 @dataclass
@@ -122,7 +122,8 @@ def run(options: P4Options) -> list[dict]:
     documents = [docgen.tiff_bytes(pages) for _ in range(options.documents)]
     warmup = [docgen.tiff_bytes(page_mix(6))]  # every page kind, more pages than worker processes
     redis_proc, redis_url = start_redis(work / "redis")
-    config = write_config(work / "configs", redis_url, model_path="unused: no LLM worker runs in P4")
+    config = write_config(work / "configs", redis_url, model_path="unused: no LLM worker runs in P4",
+                          log_level=BENCH_LOG_LEVEL)
     settings = load_settings(config, env={})
     processes = settings.ocr.concurrency or os.cpu_count() or 1
     threads = max(1, (os.cpu_count() or 1) // processes)  # what `maoocr worker --ocr` gives each engine

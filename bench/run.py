@@ -23,7 +23,8 @@ def _p1(args) -> list[dict]:
         concurrency=args.concurrency, max_tokens=args.max_tokens, model_path=model_path, gpu=args.gpu,
         load_format="dummy" if args.dummy else "auto", max_model_len=args.max_model_len,
         prompt_words=args.prompt_words or (256 if args.dummy else 0), offline=args.offline,
-        extra_model=extra, direct_every_token=args.direct_every_token, api_workers=args.api_workers)
+        extra_model=extra, direct_every_token=args.direct_every_token, api_workers=args.api_workers,
+        rounds=args.rounds)
     return p1_batching.run(options)
 
 
@@ -71,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-model-len", type=int, default=1024, help="P1: context length")
     parser.add_argument("--prompt-words", type=int, default=0, help="P1: WordLevel prompt length (with --dummy)")
     parser.add_argument("--offline", action="store_true", help="P1: also time offline LLM.generate")
+    parser.add_argument("--rounds", type=int, default=3, help="P1: measured rounds per path (alternating)")
     parser.add_argument("--stream-interval", type=int, help="P1: the engine's stream_interval (default: its own)")
     parser.add_argument("--api-workers", type=int, default=1,
                         help="P1: serve the API with gunicorn gthread, this many processes (default 1: maoocr api)")

@@ -67,12 +67,16 @@ def start_redis(workdir: Path, port: int | None = None, extra: list[str] | None 
     raise RuntimeError(f"redis-server did not start on {port}")
 
 
+BENCH_LOG_LEVEL = "WARNING"  # the shipped default (configs/maoocr.yaml): benchmarks time what production runs
+
+
 def write_config(directory: Path, redis_url: str, model_path: str, model: dict | None = None,
-                 extra_models: dict[str, dict] | None = None) -> Path:
+                 extra_models: dict[str, dict] | None = None, log_level: str = "INFO") -> Path:
     """A maoocr.yaml + models file for one model named `tiny`; returns the maoocr.yaml path.
 
     `model` overrides the model's settings (max_model_len, max_num_seqs, load_format, …); `extra_models`
-    adds more models (name → settings) next to `tiny`.
+    adds more models (name → settings) next to `tiny`. Tests log at INFO (their failures show the per-job
+    lines); benchmarks pass the shipped default, WARNING, since per-job log lines cost the worker CPU.
     """
     directory.mkdir(parents=True, exist_ok=True)
     settings = {"model_path": model_path, "model_type": "text", "max_model_len": 1024, "max_num_seqs": 64,
@@ -81,7 +85,7 @@ def write_config(directory: Path, redis_url: str, model_path: str, model: dict |
         {"models": {"tiny": settings, **(extra_models or {})}, "api": {"default_model": "tiny"}}))
     config = directory / "maoocr.yaml"
     config.write_text(f"redis_url: {redis_url}\nmodels_file: {directory / 'vllm_models.yaml'}\n"
-                      f"data_dir: {directory / 'data'}\nlog_level: INFO\n"
+                      f"data_dir: {directory / 'data'}\nlog_level: {log_level}\n"
                       f"limits:\n  wait_timeout_s: 120\nttls:\n  heartbeat_s: 6\n"
                       # every worker exports /metrics on a free port, announced in its heartbeat
                       f"metrics:\n  worker_port: 0\n")
@@ -138,11 +142,12 @@ class Stack:
 
 def start_stack(workdir: Path, redis_url: str, model_path: str, worker_args: list[str] | None = None,
                 ocr_worker: bool = False, model: dict | None = None, env: dict[str, str] | None = None,
-                extra_models: dict[str, dict] | None = None, api_workers: int = 1, api_threads: int = 64) -> Stack:
+                extra_models: dict[str, dict] | None = None, api_workers: int = 1, api_threads: int = 64,
+                log_level: str = "INFO") -> Stack:
     """`env` adds variables to every process (e.g. MAOOCR_API_KEYS); each of `extra_models` gets its own
     CPU worker. `api_workers` > 1 serves the API as production does: gunicorn gthread, that many processes of
     `api_threads` threads each."""
-    config = write_config(workdir / "configs", redis_url, model_path, model, extra_models)
+    config = write_config(workdir / "configs", redis_url, model_path, model, extra_models, log_level)
     env = {**service_env(config, workdir / "tmp"), **(env or {})}
     port = free_port()
     stack = Stack(redis_url, f"http://127.0.0.1:{port}", config, env, workdir / "logs")
