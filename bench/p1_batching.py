@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-import requests
-
+from bench.api_load import LoadGenerator
 from bench.resident_engine import ResidentEngine
 from bench.stats import cpu_seconds
 from tests.support.processes import BENCH_LOG_LEVEL, start_redis, start_stack
@@ -40,6 +39,7 @@ class P1Options:
     direct_every_token: bool = False  # also time the engine directly with stream_interval 1
     api_workers: int = 1  # >1: the API under gunicorn (gthread) with that many processes, as in production
     rounds: int = 3  # measured rounds per path, alternating
+    client_processes: int = 0  # processes firing the API requests (0: min(8, cores)); see bench.api_load
     extra_model: dict = field(default_factory=dict)
 
 
@@ -51,33 +51,6 @@ def prompts(options: P1Options, count: int | None = None, first: int = 0) -> lis
         return word_prompts(count, options.prompt_words, first)
     return [f"Job {i}: summarise the scanned invoice number {1000 + i} for the archive"
             for i in range(first, first + count)]
-
-
-def through_api(base_url: str, texts: list[str], max_tokens: int) -> tuple[float, int, int]:
-    session = requests.Session()
-    session.mount("http://", requests.adapters.HTTPAdapter(pool_maxsize=len(texts)))
-
-    errors: list[str] = []
-
-    def one(prompt: str) -> int:
-        # A failed request is counted and reported with the figures, not hidden and not fatal to the run.
-        try:
-            reply = session.post(base_url + "/api/generate", timeout=1200, json={
-                "prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "ignore_eos": True, "wait": True})
-            reply.raise_for_status()
-            return reply.json()["usage"]["completion_tokens"]
-        except (requests.RequestException, KeyError, ValueError) as exc:
-            errors.append(f"{type(exc).__name__}: {exc}"[:300])
-            return 0
-
-    with ThreadPoolExecutor(len(texts)) as pool:
-        start = time.perf_counter()
-        tokens = sum(pool.map(one, texts))
-        elapsed = time.perf_counter() - start
-    if errors:
-        print(json.dumps({"metric": "p1_api_failed_requests", "value": len(errors), "first": errors[0]}),
-              file=sys.stderr, flush=True)
-    return elapsed, tokens, len(errors)
 
 
 async def _direct(engine, texts: list[str], max_tokens: int, model: str, delays: list[float] | None = None) -> int:
@@ -112,10 +85,13 @@ class Tally:
     tokens: int = 0
     cpu_s: float = 0.0
     rates: list[float] = field(default_factory=list)
+    cpu_ms_per_1k_rounds: list[float] = field(default_factory=list)
+    timelines: list[dict] = field(default_factory=list)  # API rounds: where each round's time went
 
     def add(self, seconds: float, tokens: int, cpu_s: float) -> None:
         self.seconds, self.tokens, self.cpu_s = self.seconds + seconds, self.tokens + tokens, self.cpu_s + cpu_s
         self.rates.append(round(tokens / seconds, 1))
+        self.cpu_ms_per_1k_rounds.append(round(1e6 * cpu_s / max(1, tokens), 2))
 
     @property
     def rate(self) -> float:
@@ -125,7 +101,8 @@ class Tally:
         return round(1e6 * self.cpu_s / max(1, self.tokens), 2)
 
 
-def measure_rounds(options: P1Options, stack, resident: ResidentEngine) -> tuple[Tally, Tally, int]:
+def measure_rounds(options: P1Options, stack, load: LoadGenerator, resident: ResidentEngine
+                   ) -> tuple[Tally, Tally, int]:
     """`options.rounds` rounds, each giving one fresh set of prompts to both paths, in alternating order.
 
     Both engines stay loaded side by side (neither runs while the other is timed), so the two paths are timed
@@ -141,9 +118,10 @@ def measure_rounds(options: P1Options, stack, resident: ResidentEngine) -> tuple
                 direct.add(*directly(resident, texts, options.max_tokens))
                 continue
             cpu = cpu_seconds(worker_pid, children=False)  # its engine core is another process
-            seconds, tokens, errors = through_api(stack.base_url, texts, options.max_tokens)
-            api.add(seconds, tokens, cpu_seconds(worker_pid, children=False) - cpu)
-            failed += errors
+            result = load.round(texts, options.max_tokens)
+            api.add(result.seconds, result.tokens, cpu_seconds(worker_pid, children=False) - cpu)
+            api.timelines.append(job_timeline(stack.redis_url, result.job_ids))
+            failed += result.failed
     return api, direct, failed
 
 
@@ -163,22 +141,24 @@ def run(options: P1Options) -> Iterator[dict]:
     # Other prompts than the measured ones, so the engine's prefix cache gives neither path a head start.
     warmup = prompts(options, first=options.concurrency)
     redis_proc, redis_url = start_redis(work / "redis")
-    stack = resident = None
+    stack = resident = load = None
     try:
         stack = start_stack(work, redis_url, model_path, ["--gpu", "0"] if options.gpu else ["--cpu"], model=model,
                             api_workers=options.api_workers,
                             api_threads=options.concurrency // options.api_workers + 32, log_level=BENCH_LOG_LEVEL)
         resident = ResidentEngine(stack.config, gpu=options.gpu)
-        through_api(stack.base_url, warmup, options.max_tokens)
+        load = LoadGenerator(stack.base_url, options.client_processes or min(8, os.cpu_count() or 1))
+        load.round(warmup, options.max_tokens)
         directly(resident, warmup, options.max_tokens)
-        api, direct, api_failed = measure_rounds(options, stack, resident)
-        timeline = job_timeline(redis_url, options.concurrency)  # of the last API round
+        api, direct, api_failed = measure_rounds(options, stack, load, resident)
         staggered = None
-        if timeline:
+        if api.timelines[-1]:
             # Fresh prompts again: the rounds' are in the direct engine's prefix cache now.
             staggered = directly(resident, prompts(options, first=(options.rounds + 2) * options.concurrency),
-                                 options.max_tokens, timeline.pop("start_offsets"))
+                                 options.max_tokens, api.timelines[-1]["start_offsets"])
     finally:
+        if load is not None:
+            load.close()
         if resident is not None:
             resident.close()
         if stack is not None:
@@ -189,15 +169,19 @@ def run(options: P1Options) -> Iterator[dict]:
               "stream_interval": options.extra_model.get("stream_interval", "engine default"),
               "api": f"gunicorn gthread x{options.api_workers}" if options.api_workers > 1 else "maoocr api (1 process)",
               "rounds": options.rounds, "warm_up": "one full-size round per path",
+              "client_processes": options.client_processes or min(8, os.cpu_count() or 1),
               **({"gpu_memory_utilization": model["gpu_memory_utilization"]} if options.gpu else {})}
     yield {"metric": "p1_api_output_tok_s", "value": round(api.rate, 1), "tokens": api.tokens,
            "seconds": round(api.seconds, 3), "per_round": api.rates, "failed_requests": api_failed, **common}
     # The front end's own CPU (its engine core is another process): the queue's per-token cost shows here first.
     yield {"metric": "p1_front_end_cpu_ms_per_1k_tokens", "value": api.cpu_ms_per_1k(), "worker": api.cpu_ms_per_1k(),
-           "direct": direct.cpu_ms_per_1k(),
+           "direct": direct.cpu_ms_per_1k(), "worker_per_round": api.cpu_ms_per_1k_rounds,
+           "direct_per_round": direct.cpu_ms_per_1k_rounds,
            "note": "CPU of the worker process (API rounds) / of the direct rounds' process, engine cores excluded",
            **common}
-    yield {"metric": "p1_api_job_timeline_s", "value": timeline.get("queue_wait_p50"), **timeline, **common}
+    timelines = [{k: v for k, v in t.items() if k != "start_offsets"} for t in api.timelines]
+    yield {"metric": "p1_api_job_timeline_s", "value": timelines[-1].get("queue_wait_p50"), **timelines[-1],
+           "per_round": timelines, "note": "value and fields: the last API round", **common}
     yield {"metric": "p1_direct_output_tok_s", "value": round(direct.rate, 1), "tokens": direct.tokens,
            "seconds": round(direct.seconds, 3), "per_round": direct.rates, **common}
     if staggered:
@@ -227,19 +211,20 @@ def run(options: P1Options) -> Iterator[dict]:
         yield {"metric": "p1_api_vs_offline_ratio", "value": round(api.rate / offline["value"], 3), **common}
 
 
-def job_timeline(redis_url: str, count: int) -> dict:
-    """Where the API run's time went, from the job records: queue wait (created → started) and run time
-    (started → finished) of the jobs of the measured window. Tells a slow queue from a slow engine."""
+def job_timeline(redis_url: str, job_ids: list[str]) -> dict:
+    """Where an API round's time went, from its job records: queue wait (created → started) and run time
+    (started → finished). Tells a slow queue from a slow engine."""
     import redis
 
+    from maoocr.jobs import JOB_KEY
+
     client = redis.Redis.from_url(redis_url, decode_responses=True)
-    records = [client.hgetall(key) for key in client.scan_iter("maoocr:job:*", count=1000)
-               if client.type(key) == "hash"]
-    rows = sorted((float(r["created_at"]), float(r["started_at"]), float(r["finished_at"])) for r in records
-                  if r.get("created_at") and r.get("started_at") and r.get("finished_at"))
+    with client.pipeline(transaction=False) as pipe:
+        for job_id in job_ids:
+            pipe.hmget(JOB_KEY.format(job_id), "created_at", "started_at", "finished_at")
+        rows = sorted(tuple(float(v) for v in r) for r in pipe.execute() if all(r))
     if not rows:
         return {}
-    rows = rows[-count:]  # the measured run (the last jobs created), not the warm-up
     end = max(f for _, _, f in rows)
     waits = sorted(s - c for c, s, _ in rows)
     runs = sorted(f - s for _, s, f in rows)

@@ -8,6 +8,8 @@ import threading
 from pathlib import Path
 from typing import Any, Coroutine
 
+from maoocr.gc_heap import freeze_startup_heap
+
 
 class ResidentEngine:
     def __init__(self, config: Path, gpu: bool = False, stream_interval: int | None = None) -> None:
@@ -23,6 +25,7 @@ class ResidentEngine:
         self.loop = asyncio.new_event_loop()
         threading.Thread(target=self.loop.run_forever, name="bench-engine-loop", daemon=True).start()
         self.run(self.engine.start())
+        freeze_startup_heap()  # hosted as the worker hosts its engine (workers.main)
 
     def run(self, coroutine: Coroutine[Any, Any, Any], timeout_s: float | None = None) -> Any:
         """Run a coroutine on the engine's loop and wait for its result (from any thread)."""

@@ -24,7 +24,7 @@ def _p1(args) -> list[dict]:
         load_format="dummy" if args.dummy else "auto", max_model_len=args.max_model_len,
         prompt_words=args.prompt_words or (256 if args.dummy else 0), offline=args.offline,
         extra_model=extra, direct_every_token=args.direct_every_token, api_workers=args.api_workers,
-        rounds=args.rounds)
+        rounds=args.rounds, client_processes=args.client_processes)
     return p1_batching.run(options)
 
 
@@ -72,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-model-len", type=int, default=1024, help="P1: context length")
     parser.add_argument("--prompt-words", type=int, default=0, help="P1: WordLevel prompt length (with --dummy)")
     parser.add_argument("--offline", action="store_true", help="P1: also time offline LLM.generate")
+    parser.add_argument("--client-processes", type=int, default=0,
+                        help="P1: processes firing the API requests (default: min(8, cores))")
     parser.add_argument("--rounds", type=int, default=3, help="P1: measured rounds per path (alternating)")
     parser.add_argument("--stream-interval", type=int, help="P1: the engine's stream_interval (default: its own)")
     parser.add_argument("--api-workers", type=int, default=1,

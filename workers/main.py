@@ -90,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     app = create_celery_app(settings, prefetch_multiplier=1)
     register_generation_task(app, host)
     after_shutdown_grace(settings.worker.shutdown_grace_s, host.drain)
+    freeze_heap_when_ready(log)
     try:
         # Threads, not prefork: the engine must stay in this process, shared by every job.
         app.worker_main(["worker", "--pool=threads", f"--concurrency={concurrency}", f"--queues={queue}",
@@ -99,6 +100,18 @@ def main(argv: list[str] | None = None) -> int:
         heartbeat.stop()
         host.stop()
     return 0
+
+
+def freeze_heap_when_ready(log: logging.Logger) -> None:
+    """Once Celery's consumer runs (engine, app and pool all built), the startup heap leaves the GC's full passes."""
+    from celery.signals import worker_ready
+
+    from maoocr.gc_heap import freeze_startup_heap
+
+    def freeze(**_: object) -> None:
+        log.info("startup heap frozen: %d objects", freeze_startup_heap())
+
+    worker_ready.connect(freeze, weak=False)
 
 
 def after_shutdown_grace(grace_s: float, drain) -> None:
