@@ -129,6 +129,14 @@ def after_shutdown_grace(grace_s: float, drain) -> None:
     worker_shutting_down.connect(start_timer, weak=False)
 
 
+def stop_cold() -> None:
+    """Celery's cold shutdown (SIGQUIT to itself): the pool's running pages are killed and their unacked
+    messages go back on the queue as the broker channel closes, so another worker takes them at once."""
+    import signal
+
+    os.kill(os.getpid(), signal.SIGQUIT)
+
+
 def run_ocr_worker(settings, args: argparse.Namespace) -> int:
     """OCR pages are CPU work: a prefork pool, one process per core, each with its own ONNX engines."""
     from maoocr.heartbeats import Heartbeat
@@ -154,6 +162,7 @@ def run_ocr_worker(settings, args: argparse.Namespace) -> int:
                                    "metrics_port": metrics_port})
     ocr_jobs.worker = heartbeat.identity  # before the pool forks: pages and splits are claimed under it
     heartbeat.start()
+    after_shutdown_grace(settings.worker.shutdown_grace_s, stop_cold)
     try:
         app.worker_main(["worker", "--pool=prefork", f"--concurrency={concurrency}", f"--queues={queue}",
                          f"--hostname={name}@%h", f"--loglevel={args.loglevel or settings.log_level}",
