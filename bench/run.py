@@ -1,4 +1,4 @@
-"""`maoocr bench [--only p1,complexity,reliability]`: runs benchmarks and prints one JSON line per figure."""
+"""`maoocr bench [--only p1,intake,complexity,reliability]`: runs benchmarks and prints one JSON line per figure."""
 
 from __future__ import annotations
 
@@ -26,6 +26,12 @@ def _p1(args) -> list[dict]:
         extra_model=extra, direct_every_token=args.direct_every_token, api_workers=args.api_workers,
         rounds=args.rounds, client_processes=args.client_processes)
     return p1_batching.run(options)
+
+
+def _intake(args) -> list[dict]:
+    from bench import intake
+
+    return intake.run(intake.IntakeOptions())
 
 
 def _complexity(args) -> list[dict]:
@@ -58,7 +64,7 @@ def _p4(args) -> list[dict]:
     return p4_ocr.run(p4_ocr.P4Options())
 
 
-BENCHMARKS = {"p1": _p1, "p2": _p2, "p3": _p3, "p4": _p4, "complexity": _complexity, "reliability": _reliability}
+BENCHMARKS = {"p1": _p1, "p2": _p2, "p3": _p3, "p4": _p4, "intake": _intake, "complexity": _complexity, "reliability": _reliability}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -130,6 +130,9 @@ class WorkerSettings(_Strict):
     shutdown_grace_s: float = Field(30, ge=0, description=(
         "On SIGTERM a worker finishes its running jobs for up to this long, then aborts the rest and puts them "
         "back on the queue."))
+    batched_intake: bool = Field(True, description=(
+        "LLM workers take a burst of queued jobs in one Redis round trip (one Lua script pops them and records "
+        "them as unacknowledged) instead of two round trips per job; false: kombu's stock one-at-a-time intake."))
 
 
 class OCRSettings(_Strict):

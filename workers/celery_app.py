@@ -15,9 +15,12 @@ OCR_PAGE_TASK = "maoocr.ocr.page"
 OCR_ASSEMBLE_TASK = "maoocr.ocr.assemble"
 
 
-def create_celery_app(settings: Settings, prefetch_multiplier: int = 1) -> Celery:
+def create_celery_app(settings: Settings, prefetch_multiplier: int = 1, batched_intake: bool = False) -> Celery:
+    """`batched_intake`: consume through `workers.batched_intake` (many queued tasks per Redis round trip)."""
     # The result backend only carries OCR pages into their chord; job results live in the job record.
     app = Celery("maoocr", broker=settings.redis_url, backend=settings.redis_url)
+    if batched_intake:
+        app.conf.broker_transport = "workers.batched_intake:Transport"
     redelivery_s = settings.worker.redelivery_timeout_s
     app.conf.update(
         task_serializer="json",

@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     heartbeat.start()
     log.warning("worker %s: engine ready", name)
 
-    app = create_celery_app(settings, prefetch_multiplier=1)
+    app = create_celery_app(settings, prefetch_multiplier=1, batched_intake=settings.worker.batched_intake)
     register_generation_task(app, host)
     after_shutdown_grace(settings.worker.shutdown_grace_s, host.drain)
     freeze_heap_when_ready(log)
