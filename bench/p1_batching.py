@@ -40,6 +40,7 @@ class P1Options:
     api_workers: int = 1  # >1: the API under gunicorn (gthread) with that many processes, as in production
     rounds: int = 3  # measured rounds per path, alternating
     client_processes: int = 0  # processes firing the API requests (0: min(8, cores)); see bench.api_load
+    stock_intake: bool = False  # the worker with kombu's one-message-per-round-trip intake (worker.batched_intake off)
     extra_model: dict = field(default_factory=dict)
 
 
@@ -145,7 +146,8 @@ def run(options: P1Options) -> Iterator[dict]:
     try:
         stack = start_stack(work, redis_url, model_path, ["--gpu", "0"] if options.gpu else ["--cpu"], model=model,
                             api_workers=options.api_workers,
-                            api_threads=options.concurrency // options.api_workers + 32, log_level=BENCH_LOG_LEVEL)
+                            api_threads=options.concurrency // options.api_workers + 32, log_level=BENCH_LOG_LEVEL,
+                            env={"MAOOCR_WORKER__BATCHED_INTAKE": "false"} if options.stock_intake else None)
         resident = ResidentEngine(stack.config, gpu=options.gpu)
         load = LoadGenerator(stack.base_url, options.client_processes or min(8, os.cpu_count() or 1))
         load.round(warmup, options.max_tokens)
@@ -169,6 +171,7 @@ def run(options: P1Options) -> Iterator[dict]:
               "stream_interval": options.extra_model.get("stream_interval", "engine default"),
               "api": f"gunicorn gthread x{options.api_workers}" if options.api_workers > 1 else "maoocr api (1 process)",
               "rounds": options.rounds, "warm_up": "one full-size round per path",
+              "intake": "stock" if options.stock_intake else "batched",
               "client_processes": options.client_processes or min(8, os.cpu_count() or 1),
               **({"gpu_memory_utilization": model["gpu_memory_utilization"]} if options.gpu else {})}
     yield {"metric": "p1_api_output_tok_s", "value": round(api.rate, 1), "tokens": api.tokens,

@@ -24,7 +24,7 @@ def _p1(args) -> list[dict]:
         load_format="dummy" if args.dummy else "auto", max_model_len=args.max_model_len,
         prompt_words=args.prompt_words or (256 if args.dummy else 0), offline=args.offline,
         extra_model=extra, direct_every_token=args.direct_every_token, api_workers=args.api_workers,
-        rounds=args.rounds, client_processes=args.client_processes)
+        rounds=args.rounds, client_processes=args.client_processes, stock_intake=args.stock_intake)
     return p1_batching.run(options)
 
 
@@ -86,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="P1: serve the API with gunicorn gthread, this many processes (default 1: maoocr api)")
     parser.add_argument("--direct-every-token", action="store_true",
                         help="P1: also time the engine directly with stream_interval 1 (a delta per token)")
+    parser.add_argument("--stock-intake", action="store_true",
+                        help="P1: the worker with kombu's stock intake (worker.batched_intake false), for comparison")
     args = parser.parse_args(argv)
     chosen = [name.strip() for name in args.only.split(",") if name.strip()]
     unknown = [name for name in chosen if name not in BENCHMARKS]
