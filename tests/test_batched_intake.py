@@ -13,6 +13,7 @@ import redis
 from maoocr.config import load_settings
 from bench.holding_worker import QUEUE, RELEASE, STARTED, TASK
 from tests.support.processes import service_env, start_module, start_redis, wait_until, write_config
+from workers.batched_intake import POP_AND_RECORD
 from workers.celery_app import create_celery_app
 
 JOBS = 48
@@ -91,3 +92,14 @@ def test_a_killed_worker_loses_none_of_its_burst(broker):
         assert started(client) == list(range(JOBS))
     finally:
         second.stop()
+
+
+def test_the_burst_stops_at_a_message_that_is_not_kombus_and_leaves_it_queued(broker):
+    client, app, _, _ = broker
+    enqueue(app, range(3))
+    client.lpush(QUEUE, b"not json")  # LPUSH: behind the three, as a producer's next message would be
+    enqueue(app, range(3, 5))
+    taken = client.eval(POP_AND_RECORD, 3, QUEUE, "unacked_index", "unacked", 100, 1.0)
+    assert len(taken) == 3 and client.hlen("unacked") == 3 and client.zcard("unacked_index") == 3
+    assert client.lrange(QUEUE, 0, -1)[-1] == b"not json"  # next for BRPOP, where stock kombu handles it
+    assert client.llen(QUEUE) == 3

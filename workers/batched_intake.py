@@ -5,7 +5,7 @@ thread. In an LLM worker that thread shares the GIL with the engine's event loop
 every socket wait: 512 jobs submitted at once reached the engine over 1.2-2.4 s on an H100. Here, after each
 BRPOP, one Lua script pops as many more messages from the same queue key as the worker has prefetch credit for,
 and records each in kombu's own unacked index and hash exactly as `QoS.append` would, in the same atomic step
-(stock kombu loses a message popped but not yet recorded if the worker dies in between; this does not).
+(stock kombu loses a message popped but not yet recorded if the worker dies in between; the burst does not).
 Acks, rejects, redelivery of a dead worker's messages and the restore at shutdown stay kombu's: they read the
 same records.
 
@@ -14,24 +14,38 @@ Consumers only: the worker's Celery app sets `broker_transport` to this module's
 
 from __future__ import annotations
 
+import logging
 import time
+from queue import Empty
 
+import redis
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import loads
 
+log = logging.getLogger(__name__)
+
 # KEYS: queue key, unacked index, unacked hash. ARGV: how many, now.
 # The hash value is what QoS.append writes: JSON of [message, exchange, routing_key] from its delivery_info.
+# One RPOP per message (RPOP with a count needs Redis 6.2). A message that is not kombu's JSON goes back where it
+# was and ends the burst: the stock path takes it next and treats it as stock kombu does; nothing is dropped.
 POP_AND_RECORD = """
-local items = redis.call('RPOP', KEYS[1], tonumber(ARGV[1]))
-if not items then return {} end
-for _, item in ipairs(items) do
-  local properties = cjson.decode(item)['properties']
-  local info = properties['delivery_info']
+local items = {}
+for _ = 1, tonumber(ARGV[1]) do
+  local item = redis.call('RPOP', KEYS[1])
+  if not item then break end
+  local ok, message = pcall(cjson.decode, item)
+  local properties = ok and type(message) == 'table' and message['properties']
+  local info = type(properties) == 'table' and properties['delivery_info']
+  if type(info) ~= 'table' or type(properties['delivery_tag']) ~= 'string' then
+    redis.call('RPUSH', KEYS[1], item)
+    break
+  end
   redis.call('ZADD', KEYS[2], ARGV[2], properties['delivery_tag'])
   redis.call('HSET', KEYS[3], properties['delivery_tag'],
              '[' .. item .. ',' .. cjson.encode(info['exchange']) .. ',' .. cjson.encode(info['routing_key']) .. ']')
+  items[#items + 1] = item
 end
 return items
 """
@@ -52,6 +66,7 @@ class QoS(kombu_redis.QoS):
 
 class Channel(kombu_redis.Channel):
     QoS = QoS
+    bursts = True  # off for this channel once the server refuses the script
 
     def _brpop_read(self, **options):
         """kombu's own, plus the burst: the BRPOP reply is fully read, and the next BRPOP not yet sent, so the
@@ -63,7 +78,7 @@ class Channel(kombu_redis.Channel):
                 self.client.connection.disconnect()  # the next poll reconnects
                 raise
             if not reply:
-                raise virtual.Empty()
+                raise Empty()
             key, item = reply
             queue = bytes_to_str(key).rsplit(self.sep, 1)[0]
             self._queue_cycle.rotate(queue)
@@ -72,13 +87,21 @@ class Channel(kombu_redis.Channel):
             self._in_poll = None
             self._flush_brpop_reauth()
         credit = self.qos.can_consume_max_estimate()
-        if not self.global_keyprefix and (credit is None or credit > 0):  # a prefix: stock behaviour
+        if self.bursts and not self.global_keyprefix and (credit is None or credit > 0):  # a prefix: stock
             self._deliver_burst(key, queue, credit or 1000)
         return True
 
     def _deliver_burst(self, key: bytes, queue: str, limit: int) -> None:
-        items = self.client.eval(POP_AND_RECORD, 3, key, self.qos.unacked_index_key, self.qos.unacked_key,
-                                 limit, time.time())
+        try:
+            items = self.client.eval(POP_AND_RECORD, 3, key, self.qos.unacked_index_key, self.qos.unacked_key,
+                                     limit, time.time())
+        except self.connection_errors:
+            self.client.connection.disconnect()  # as for BRPOP; popped jobs are recorded, so redelivered
+            raise
+        except redis.ResponseError as exc:  # e.g. scripting disabled on a managed Redis: the script changed nothing
+            log.warning("batched intake off (%s); taking one job per round trip", exc)
+            self.bursts = False
+            return
         for item in items:
             message = loads(bytes_to_str(item))
             self.qos.recorded.add(message["properties"]["delivery_tag"])
