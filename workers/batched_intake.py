@@ -9,7 +9,9 @@ and records each in kombu's own unacked index and hash exactly as `QoS.append` w
 Acks, rejects, redelivery of a dead worker's messages and the restore at shutdown stay kombu's: they read the
 same records.
 
-Consumers only: the worker's Celery app sets `broker_transport` to this module's `Transport`.
+Consumers only: the worker's Celery app sets `broker_transport` to this module's `Transport`. Limits: with
+message priorities (MaoOCR sets none), a burst takes more of the priority BRPOP returned, so a higher-priority
+job arriving meanwhile waits for one burst; Celery's `worker_disable_prefetch` is not supported.
 """
 
 from __future__ import annotations
@@ -58,7 +60,6 @@ class QoS(kombu_redis.QoS):
 
     def append(self, message, delivery_tag) -> None:
         if delivery_tag in self.recorded:
-            self.recorded.discard(delivery_tag)
             virtual.QoS.append(self, message, delivery_tag)  # the local bookkeeping only
         else:
             super().append(message, delivery_tag)
@@ -86,26 +87,51 @@ class Channel(kombu_redis.Channel):
         finally:
             self._in_poll = None
             self._flush_brpop_reauth()
-        credit = self.qos.can_consume_max_estimate()
-        if self.bursts and not self.global_keyprefix and (credit is None or credit > 0):  # a prefix: stock
-            self._deliver_burst(key, queue, credit or 1000)
+        if self._may_burst(queue):
+            credit = self.qos.can_consume_max_estimate()
+            self._deliver_burst(key, queue, 1000 if credit is None else credit)
         return True
 
+    def _may_burst(self, queue: str) -> bool:
+        """Not while closing, for a queue no longer consumed (kombu would reject the whole burst), with a key
+        prefix, or without a live connection (a failed re-auth dropped it: the next poll reconnects)."""
+        return (self.bursts and not self._closing and queue in self.connection._callbacks
+                and not self.global_keyprefix and self.qos.can_consume()
+                and self.client.connection is not None and self.client.connection._sock is not None)
+
     def _deliver_burst(self, key: bytes, queue: str, limit: int) -> None:
+        if limit <= 0:
+            return
+        # Sent and read like BRPOP, not through execute_command: redis-py would retry it on a timeout
+        # (retry_on_timeout), and a second run would pop a second burst while the first reply was lost.
+        connection = self.client.connection
         try:
-            items = self.client.eval(POP_AND_RECORD, 3, key, self.qos.unacked_index_key, self.qos.unacked_key,
-                                     limit, time.time())
+            connection.send_command("EVAL", POP_AND_RECORD, 3, key, self.qos.unacked_index_key,
+                                    self.qos.unacked_key, limit, time.time())
+            items = self.client.parse_response(connection, "EVAL")
         except self.connection_errors:
-            self.client.connection.disconnect()  # as for BRPOP; popped jobs are recorded, so redelivered
+            connection.disconnect()  # the next poll reconnects; a lost burst is recorded, so redelivered
             raise
-        except redis.ResponseError as exc:  # e.g. scripting disabled on a managed Redis: the script changed nothing
+        except redis.ResponseError as exc:  # scripting refused or failed: off for this channel (until reconnect)
             log.warning("batched intake off (%s); taking one job per round trip", exc)
             self.bursts = False
             return
-        for item in items:
-            message = loads(bytes_to_str(item))
-            self.qos.recorded.add(message["properties"]["delivery_tag"])
-            self.connection._deliver(message, queue)
+        messages = [loads(bytes_to_str(item)) for item in items]
+        delivered = 0
+        try:
+            for message in messages:
+                tag = message["properties"]["delivery_tag"]
+                self.qos.recorded.add(tag)
+                try:
+                    self.connection._deliver(message, queue)
+                finally:
+                    self.qos.recorded.discard(tag)  # used by QoS.append during the delivery, or stale
+                delivered += 1
+        finally:
+            # A delivery that raised: the messages after it go straight back to the head of the queue, in their
+            # order, not after the visibility timeout (the one that raised keeps its record and comes back then).
+            for message in reversed(messages[delivered + 1:]):
+                self.qos.restore_by_tag(message["properties"]["delivery_tag"])
 
 
 class Transport(kombu_redis.Transport):
