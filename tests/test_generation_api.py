@@ -215,6 +215,10 @@ def test_models_endpoint(stack):
     ("/v1/chat/completions", {"model": "ghost", "messages": [{"role": "user", "content": "x"}]}, 404,
      "model_not_found", "ghost"),
     ("/v1/completions", {"model": "tiny", "prompt": ["a", "b"]}, 400, "invalid_request", "exactly one"),
+    # found by the fuzz test: vLLM refuses n > 1 with greedy sampling (it was a 500)
+    ("/v1/chat/completions", {"model": "tiny", "messages": [{"role": "user", "content": "x"}], "n": 2,
+                              "temperature": 0}, 400, "invalid_request", "greedy"),
+    ("/v1/completions", {"model": "tiny", "prompt": "x", "n": 129}, 400, "invalid_request", "128"),
 ])
 def test_bad_requests_get_clear_4xx(stack, path, body, status, code, fragment):
     reply = requests.post(stack.base_url + path, json=body, timeout=30)

@@ -29,6 +29,10 @@ class ChatMessage(BaseModel):
         return "".join(part.text or "" for part in self.content if part.type == "text")
 
 
+MAX_CHOICES = 128  # OpenAI's own bound on n: each choice is a sequence in the engine's batch
+GREEDY_BELOW = 1e-5  # vLLM samples greedily below this temperature (and then refuses n > 1)
+
+
 class GenerationParams(BaseModel):
     """One generation request, as the engine sees it: a raw prompt or chat messages, and sampling settings."""
 
@@ -40,7 +44,7 @@ class GenerationParams(BaseModel):
     max_tokens: int = Field(256, ge=1)
     temperature: float = Field(1.0, ge=0, le=2)
     top_p: float = Field(1.0, gt=0, le=1)
-    n: int = Field(1, ge=1)
+    n: int = Field(1, ge=1, le=MAX_CHOICES, description="choices to generate; more than one needs temperature > 0")
     # Each stop string is checked after every token: a bound keeps one request from slowing the whole batch.
     stop: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list, max_length=16)
     seed: int | None = Field(None, ge=-(2**63), le=2**63 - 1, description="sampling seed (a 64-bit integer)")
@@ -65,6 +69,9 @@ class GenerationParams(BaseModel):
             raise ValueError("'prompt' must not be empty")
         if self.messages is not None and not self.messages:
             raise ValueError("'messages' must not be empty")
+        if self.n > 1 and self.temperature < GREEDY_BELOW:
+            raise ValueError(f"'n' is {self.n}, but temperature {self.temperature} means greedy sampling, which has "
+                             "one answer: ask for n = 1 or a temperature above 0")
         return self
 
 

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from maoocr.errors import InvalidRequest
-from maoocr.protocol.generation import ChatMessage, GenerationParams, Usage
+from maoocr.protocol.generation import MAX_CHOICES, ChatMessage, GenerationParams, Usage
 
 
 class StreamOptions(BaseModel):
@@ -49,7 +49,7 @@ class _SamplingRequest(BaseModel):
     max_tokens: int | None = Field(None, ge=1)
     temperature: float = Field(1.0, ge=0, le=2)
     top_p: float = Field(1.0, gt=0, le=1)
-    n: int = Field(1, ge=1)
+    n: int = Field(1, ge=1, le=MAX_CHOICES)
     stop: str | list[str] | None = None
     seed: int | None = Field(None, ge=-(2**63), le=2**63 - 1, description="sampling seed (a 64-bit integer)")
     stream: bool = False
