@@ -22,6 +22,7 @@ from pathlib import Path
 import requests
 
 from bench.echo_worker import ECHO_QUEUE, ECHO_TASK, create_echo_app
+from bench.p1_batching import wait_for_free_gpu
 from bench.resident_engine import ResidentEngine
 from bench.stats import closed_loop_rate, cpu_seconds, summary_ms
 from tests.support.processes import (BENCH_LOG_LEVEL, service_env, start_module, start_redis, start_stack,
@@ -37,6 +38,7 @@ class P2Options:
     concurrency: int = 16
     warmup: int = 20
     rounds: int = 3  # throughput blocks per path, interleaved
+    gpu: bool = False  # the worker's engine, and then the engine alone, on GPU 0 (the tiny demo model)
 
 
 def prompt(i: int) -> str:
@@ -100,8 +102,8 @@ class ApiClient:
 class EngineClient:
     """The same request straight to the engine class, on its own event-loop thread (as in a worker)."""
 
-    def __init__(self, config: Path) -> None:
-        self.resident = ResidentEngine(config)
+    def __init__(self, config: Path, gpu: bool = False) -> None:
+        self.resident = ResidentEngine(config, gpu=gpu)
 
     def __call__(self, i: int) -> None:
         self.resident.run(self._one(i))
@@ -166,14 +168,16 @@ def run(options: P2Options) -> list[dict]:
     try:
         echo = EchoClient(write_config(work / "echo", redis_url, model_path, model, log_level=BENCH_LOG_LEVEL),
                           work / "echo")
-        stack = start_stack(work / "stack", redis_url, model_path, ["--cpu"], model=model, log_level=BENCH_LOG_LEVEL)
+        stack = start_stack(work / "stack", redis_url, model_path, ["--gpu", "0"] if options.gpu else ["--cpu"],
+                            model=model, log_level=BENCH_LOG_LEVEL)
         pids = {proc.name: proc.popen.pid for proc in stack.procs}
         results = interleaved({"api": ApiClient(stack.base_url), "echo": echo}, options,
                               {"api_process": (pids["api"], False), "llm_worker_main": (pids["worker"], False),
                                "llm_worker_with_engine_core": (pids["worker"], True),
                                "echo_worker": (echo.worker.popen.pid, True)})
         stack.stop()  # the engine alone next, on cores the worker no longer uses
-        engine = EngineClient(stack.config)
+        wait_for_free_gpu(options.gpu)
+        engine = EngineClient(stack.config, gpu=options.gpu)
         try:
             _, spent = closed_loop_rate(engine, options.warmup, options.concurrency)
             rate, spent = closed_loop_rate(engine, options.throughput_jobs, options.concurrency)
@@ -187,7 +191,8 @@ def run(options: P2Options) -> list[dict]:
         redis_proc.stop()
     ours, echo_r, outside = results["api"], results["echo"], results["api_outside_worker"]
     common = {"concurrency": options.concurrency, "latency_jobs": options.latency_jobs,
-              "throughput_jobs": options.throughput_jobs, "job": "generation, max_tokens=1, tiny demo model, cpu"}
+              "throughput_jobs": options.throughput_jobs,
+              "job": f"generation, max_tokens=1, tiny demo model, {'gpu' if options.gpu else 'cpu'}"}
     return [
         {"metric": "p2_api_latency_p50_ms", "value": ours["p50_ms"], **ours, **common},
         {"metric": "p2_echo_latency_p50_ms", "value": echo_r["p50_ms"], **echo_r, **common},

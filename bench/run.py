@@ -49,13 +49,13 @@ def _reliability(args) -> list[dict]:
 def _p2(args) -> list[dict]:
     from bench import p2_queue
 
-    return p2_queue.run(p2_queue.P2Options())
+    return p2_queue.run(p2_queue.P2Options(gpu=args.gpu))
 
 
 def _p3(args) -> list[dict]:
     from bench import p3_stream
 
-    return p3_stream.run(p3_stream.P3Options())
+    return p3_stream.run(p3_stream.P3Options(gpu=args.gpu))
 
 
 def _p4(args) -> list[dict]:
@@ -64,7 +64,8 @@ def _p4(args) -> list[dict]:
     return p4_ocr.run(p4_ocr.P4Options())
 
 
-BENCHMARKS = {"p1": _p1, "p2": _p2, "p3": _p3, "p4": _p4, "intake": _intake, "complexity": _complexity, "reliability": _reliability}
+BENCHMARKS = {"p1": _p1, "p2": _p2, "p3": _p3, "p4": _p4, "intake": _intake, "complexity": _complexity,
+              "reliability": _reliability}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-tokens", type=int, default=128, help="P1: output tokens per job")
     parser.add_argument("--model-path", help="P1: weights to serve (default: the tiny demo model)")
     parser.add_argument("--dummy", choices=["0.5b", "7b"], help="P1: Qwen2.5 architecture with dummy weights")
-    parser.add_argument("--gpu", action="store_true", help="P1: run the worker and the direct engine on GPU 0")
+    parser.add_argument("--gpu", action="store_true", help="P1-P3: run the worker (and P1/P2's direct engine) on GPU 0")
     parser.add_argument("--max-model-len", type=int, default=1024, help="P1: context length")
     parser.add_argument("--prompt-words", type=int, default=0, help="P1: WordLevel prompt length (with --dummy)")
     parser.add_argument("--offline", action="store_true", help="P1: also time offline LLM.generate")
