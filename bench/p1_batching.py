@@ -141,6 +141,7 @@ def run(options: P1Options) -> Iterator[dict]:
     # already, and the engine has seen the batch shape (a cold first round cost the API path ~20 % on the H100).
     # Other prompts than the measured ones, so the engine's prefix cache gives neither path a head start.
     warmup = prompts(options, first=options.concurrency)
+    client_processes = options.client_processes or min(8, os.cpu_count() or 1)
     redis_proc, redis_url = start_redis(work / "redis")
     stack = resident = load = None
     try:
@@ -149,7 +150,7 @@ def run(options: P1Options) -> Iterator[dict]:
                             api_threads=options.concurrency // options.api_workers + 32, log_level=BENCH_LOG_LEVEL,
                             env={"MAOOCR_WORKER__BATCHED_INTAKE": "false"} if options.stock_intake else None)
         resident = ResidentEngine(stack.config, gpu=options.gpu)
-        load = LoadGenerator(stack.base_url, options.client_processes or min(8, os.cpu_count() or 1))
+        load = LoadGenerator(stack.base_url, client_processes)
         load.round(warmup, options.max_tokens)
         directly(resident, warmup, options.max_tokens)
         api, direct, api_failed = measure_rounds(options, stack, load, resident)
@@ -172,7 +173,7 @@ def run(options: P1Options) -> Iterator[dict]:
               "api": f"gunicorn gthread x{options.api_workers}" if options.api_workers > 1 else "maoocr api (1 process)",
               "rounds": options.rounds, "warm_up": "one full-size round per path",
               "intake": "stock" if options.stock_intake else "batched",
-              "client_processes": options.client_processes or min(8, os.cpu_count() or 1),
+              "client_processes": client_processes,
               **({"gpu_memory_utilization": model["gpu_memory_utilization"]} if options.gpu else {})}
     yield {"metric": "p1_api_output_tok_s", "value": round(api.rate, 1), "tokens": api.tokens,
            "seconds": round(api.seconds, 3), "per_round": api.rates, "failed_requests": api_failed, **common}

@@ -11,7 +11,8 @@ import pytest
 import redis
 
 from maoocr.config import load_settings
-from bench.holding_worker import QUEUE, RELEASE, STARTED, TASK
+from bench.holding_worker import QUEUE, RELEASE, STARTED
+from bench.intake import send
 from tests.support.processes import service_env, start_module, start_redis, wait_until, write_config
 from workers.batched_intake import POP_AND_RECORD
 from workers.celery_app import create_celery_app
@@ -34,12 +35,6 @@ def broker(tmp_path):
         redis_proc.stop()
 
 
-def enqueue(app, values) -> None:
-    with app.producer_or_acquire() as producer:
-        for value in values:
-            app.send_task(TASK, args=[value], queue=QUEUE, producer=producer)
-
-
 def brpops(client: redis.Redis) -> int:
     return client.info("commandstats").get("cmdstat_brpop", {}).get("calls", 0)
 
@@ -51,7 +46,7 @@ def started(client: redis.Redis) -> list[int]:
 @pytest.mark.parametrize("batched", [True, False], ids=["batched", "stock"])
 def test_a_burst_is_taken_in_a_few_round_trips_and_recorded_as_unacked(broker, batched):
     client, app, env, logs = broker
-    enqueue(app, range(JOBS))  # queued before the worker starts: one burst
+    send(app, range(JOBS))  # queued before the worker starts: one burst
     before = brpops(client)
     worker = start_module("held", "bench.holding_worker",
                           ["--concurrency", str(JOBS), *(["--batched-intake"] if batched else [])], env, logs)
@@ -75,7 +70,7 @@ def test_a_burst_is_taken_in_a_few_round_trips_and_recorded_as_unacked(broker, b
 
 def test_a_killed_worker_loses_none_of_its_burst(broker):
     client, app, env, logs = broker
-    enqueue(app, range(JOBS))
+    send(app, range(JOBS))
     first = start_module("held-1", "bench.holding_worker", ["--concurrency", str(JOBS), "--batched-intake"],
                          env, logs)
     try:
@@ -96,9 +91,9 @@ def test_a_killed_worker_loses_none_of_its_burst(broker):
 
 def test_the_burst_stops_at_a_message_that_is_not_kombus_and_leaves_it_queued(broker):
     client, app, _, _ = broker
-    enqueue(app, range(3))
+    send(app, range(3))
     client.lpush(QUEUE, b"not json")  # LPUSH: behind the three, as a producer's next message would be
-    enqueue(app, range(3, 5))
+    send(app, range(3, 5))
     taken = client.eval(POP_AND_RECORD, 3, QUEUE, "unacked_index", "unacked", 100, 1.0)
     assert len(taken) == 3 and client.hlen("unacked") == 3 and client.zcard("unacked_index") == 3
     assert client.lrange(QUEUE, 0, -1)[-1] == b"not json"  # next for BRPOP, where stock kombu handles it

@@ -130,17 +130,6 @@ class VLLMEngine(LLMEngine):
             raise ContextLengthExceeded(
                 f"prompt ({len(prompt_ids)} tokens) + max_tokens ({params.max_tokens}) exceeds the model's "
                 f"context of {limit} tokens")
-        try:
-            sampling = SamplingParams(n=params.n, temperature=params.temperature, top_p=params.top_p,
-                                      max_tokens=params.max_tokens, stop=params.stop or None, seed=params.seed,
-                                      ignore_eos=params.ignore_eos, output_kind=RequestOutputKind.DELTA,
-                                      # made for this request alone: vLLM's deep copy of it cost ~12 % of a busy
-                                      # GPU worker's GIL time (py-spy --gil, P1 on the H100)
-                                      skip_clone=True, **_json_constraint(params.json_schema))
-        except Exception as exc:
-            if _is_request_error(exc):  # a combination vLLM refuses that our schema let through: the job says why
-                raise InvalidRequest(str(exc)) from exc
-            raise
         prompt = TokensPrompt(prompt_token_ids=prompt_ids)
         if images:
             # The template wrote one placeholder per image; vLLM's processor expands each into its image tokens.
@@ -148,6 +137,14 @@ class VLLMEngine(LLMEngine):
         prompt_len = len(prompt_ids)
         completion_tokens = 0
         try:
+            # Inside the try: sampling settings vLLM refuses (that our schema let through) fail the job as a
+            # request error, like a request the engine refuses.
+            sampling = SamplingParams(n=params.n, temperature=params.temperature, top_p=params.top_p,
+                                      max_tokens=params.max_tokens, stop=params.stop or None, seed=params.seed,
+                                      ignore_eos=params.ignore_eos, output_kind=RequestOutputKind.DELTA,
+                                      # made for this request alone: vLLM's deep copy of it cost ~12 % of a busy
+                                      # GPU worker's GIL time (py-spy --gil, P1 on the H100)
+                                      skip_clone=True, **_json_constraint(params.json_schema))
             async for out in self._engine.generate(prompt, sampling, request_id):
                 # With images, the prompt vLLM ran is longer than ours (placeholders expanded): count that one.
                 prompt_len = max(prompt_len, len(out.prompt_token_ids or ()))
