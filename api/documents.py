@@ -8,8 +8,8 @@ from api.auth import current_owner
 from api.generate import accepted
 from api.services import services
 from maoocr.errors import InvalidRequest
-from maoocr.protocol.ocr import DocumentResult, OCROptions, OCRTask
-from workers.celery_app import OCR_SPLIT_TASK
+from maoocr.protocol.ocr import DocumentResult, OCROptions
+from workers.task_message import ocr_split_message
 
 bp = Blueprint("documents", __name__)
 
@@ -21,10 +21,7 @@ def upload():
     if upload is None:
         raise InvalidRequest("send the document as multipart/form-data in a field named 'file'")
     options = OCROptions.model_validate(_form_options())
-    record, pages = svc.ocr.accept(upload.read(), options, owner=current_owner())
-    task = OCRTask(job_id=record.id, options=options)
-    svc.celery.send_task(OCR_SPLIT_TASK, args=[task.model_dump(mode="json")], task_id=record.id,
-                         queue=svc.settings.queues.ocr, ignore_result=True)
+    record, pages = svc.ocr.accept(upload.read(), options, ocr_split_message, owner=current_owner())
     body, status, headers = accepted(record)
     body["pages"] = pages
     return body, status, headers

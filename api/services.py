@@ -11,14 +11,15 @@ from flask import current_app
 
 from maoocr.config import Settings
 from maoocr.errors import JobNotFound, error_from_dict
-from maoocr.generation.validate import validate_params
+from maoocr.generation.submit import submit_generation
 from maoocr.jobs import JobStore
 from maoocr.pipeline.ocr_job import OCRJobs
-from maoocr.protocol.generation import GenerationParams, GenerationResult, GenerationTask, StreamChunk
+from maoocr.protocol.generation import GenerationParams, GenerationResult, StreamChunk
 from maoocr.protocol.jobs import JobRecord
 from maoocr.redis_client import connect
 from maoocr.streams import StreamStore
-from workers.celery_app import GENERATE_TASK, create_celery_app
+from workers.celery_app import create_celery_app
+from workers.task_message import generation_message
 
 END_CHUNK_GRACE_S = 5.0
 
@@ -44,14 +45,9 @@ class Services:
                    OCRJobs(settings, jobs, streams, connect(settings.redis_url, decode=False)))
 
     def submit_generation(self, params: GenerationParams, owner: str | None = None) -> JobRecord:
-        validate_params(params, self.settings)
-        record = self.jobs.create("generation", model=params.model, owner=owner)
-        task = GenerationTask(job_id=record.id, params=params)
-        # ignore_result: the API never reads Celery results, and subscribing to one is what fails (and stays
-        # failed until restart) when Redis is briefly away.
-        self.celery.send_task(GENERATE_TASK, args=[task.model_dump(mode="json")], task_id=record.id,
-                              queue=self.settings.queues.llm_queue(params.model), ignore_result=True)
-        return record
+        # Record and task message in one Redis transaction, the message built without Celery's producer
+        # (workers/task_message.py says why).
+        return submit_generation(self.settings, self.jobs, params, generation_message, owner)
 
     def follow(self, job_id: str, after: int = -1) -> Iterator[StreamChunk]:
         """A job's chunks, replayed then live, until it ends (or its record says it ended without an end chunk)."""

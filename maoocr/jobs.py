@@ -6,7 +6,7 @@ import json
 import threading
 import time
 import uuid
-from typing import Any, Iterable, NamedTuple
+from typing import Any, Callable, Iterable, NamedTuple
 
 import redis
 
@@ -90,6 +90,11 @@ class Claim(NamedTuple):
     previous_worker: str  # the worker it had before, if any
 
 
+# (task payload, queue) → the broker message that runs a job. The transport builds it (workers.task_message);
+# this library only pushes it on the queue's list, beside the job's record (JobStore.create).
+TaskMessage = Callable[[dict, str], str]
+
+
 def new_job_id() -> str:
     return uuid.uuid4().hex
 
@@ -124,14 +129,19 @@ class JobStore:
         self._listener: JobDoneListener | None = None
 
     def create(self, kind: JobKind, *, model: str | None = None, owner: str | None = None,
-               job_id: str | None = None) -> JobRecord:
+               job_id: str | None = None, progress: dict | None = None,
+               enqueue: tuple[str, str] | None = None) -> JobRecord:
+        """A new queued record. `enqueue` = (list, message): the broker message that runs the job, pushed on
+        that Redis list in the same transaction, so the record and its message exist together or not at all."""
         record = JobRecord(id=job_id or new_job_id(), kind=kind, status="queued", model=model, owner=owner,
-                           created_at=time.time())
+                           created_at=time.time(), progress=progress)
         key = JOB_KEY.format(record.id)
-        with self.redis.pipeline() as pipe:
+        with self.redis.pipeline() as pipe:  # MULTI/EXEC
             pipe.hset(key, mapping=encode_fields(record.model_dump(exclude_none=True)))
             pipe.expire(key, self.ttl_s)
             pipe.hincrby(JOB_STATS_KEY, f"{kind}:queued", 1)
+            if enqueue is not None:
+                pipe.lpush(*enqueue)
             pipe.execute()
         return record
 

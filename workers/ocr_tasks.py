@@ -7,17 +7,15 @@ from celery import Celery, chord
 from maoocr.generation.call import QueuedGeneration
 from maoocr.pipeline.ocr_job import OCRJobs
 from maoocr.protocol.ocr import OCRTask, PageResult
-from workers.celery_app import GENERATE_TASK, OCR_ASSEMBLE_TASK, OCR_PAGE_TASK, OCR_SPLIT_TASK
+from workers.celery_app import OCR_ASSEMBLE_TASK, OCR_PAGE_TASK, OCR_SPLIT_TASK
+from workers.task_message import generation_message
 
 
 def register_ocr_tasks(app: Celery, ocr_jobs: OCRJobs, queue: str) -> None:
     if ocr_jobs.generate is None:
         # Model calls of the page pipeline (VLM OCR, VLM analysis, LLM selection) become generation jobs on the
-        # model's queue, sent by task name: this worker never loads an engine.
-        def send(payload: dict, llm_queue: str) -> None:
-            app.send_task(GENERATE_TASK, args=[payload], task_id=payload["job_id"], queue=llm_queue)
-
-        ocr_jobs.generate = QueuedGeneration(ocr_jobs.settings, ocr_jobs.jobs, ocr_jobs.streams, send)
+        # model's queue, by task name: this worker never loads an engine.
+        ocr_jobs.generate = QueuedGeneration(ocr_jobs.settings, ocr_jobs.jobs, ocr_jobs.streams, generation_message)
 
     @app.task(name=OCR_SPLIT_TASK, ignore_result=True)
     def split(payload: dict) -> None:

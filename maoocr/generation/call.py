@@ -10,15 +10,15 @@ from __future__ import annotations
 import base64
 import io
 import logging
-from typing import Callable, Protocol
+from typing import Protocol
 
 from PIL import Image
 
 from maoocr.config import Settings
 from maoocr.errors import EngineError, MaoOCRError, error_from_dict
-from maoocr.generation.validate import validate_params
+from maoocr.generation.submit import TaskMessage, submit_generation
 from maoocr.jobs import JobStore
-from maoocr.protocol.generation import ChatMessage, ContentPart, GenerationParams, GenerationResult, GenerationTask
+from maoocr.protocol.generation import ChatMessage, ContentPart, GenerationParams, GenerationResult
 from maoocr.streams import StreamStore
 
 log = logging.getLogger(__name__)
@@ -29,10 +29,6 @@ class Generate(Protocol):
         """The finished answer; raises MaoOCRError (or TimeoutError) when there is none."""
 
 
-# send(task payload, queue): puts a generation task on the queue. The Celery wiring lives in workers/.
-SendTask = Callable[[dict, str], None]
-
-
 class QueuedGeneration:
     """A generation job on the model's queue, waited for on its job record (used by the OCR worker).
 
@@ -40,17 +36,14 @@ class QueuedGeneration:
     On timeout it is cancelled, so a busy VLM worker does not spend time on an answer nobody waits for.
     """
 
-    def __init__(self, settings: Settings, jobs: JobStore, streams: StreamStore, send: SendTask) -> None:
+    def __init__(self, settings: Settings, jobs: JobStore, streams: StreamStore, message: TaskMessage) -> None:
         self.settings = settings
         self.jobs = jobs
         self.streams = streams
-        self.send = send
+        self.message = message  # builds the task's broker message (the Celery wiring lives in workers/)
 
     def __call__(self, params: GenerationParams, timeout_s: float) -> GenerationResult:
-        validate_params(params, self.settings)
-        record = self.jobs.create("generation", model=params.model)
-        self.send(GenerationTask(job_id=record.id, params=params).model_dump(mode="json"),
-                  self.settings.queues.llm_queue(params.model))
+        record = submit_generation(self.settings, self.jobs, params, self.message)
         try:
             done = self.jobs.wait(record.id, timeout_s)
         except TimeoutError:

@@ -16,13 +16,13 @@ from maoocr.config import Settings
 from maoocr.documents import LoadedDocument, load_document
 from maoocr.errors import MaoOCRError
 from maoocr.generation.call import Generate
-from maoocr.jobs import JobStore, error_fields
+from maoocr.jobs import JobStore, TaskMessage, error_fields, new_job_id
 from maoocr.metrics import PAGE_SECONDS, PAGES_PROCESSED, observe_finished, observe_started
 from maoocr.ocr.base import OCREngine
 from maoocr.pipeline.assemble import assemble
 from maoocr.protocol.generation import StreamChunk
 from maoocr.protocol.jobs import JobError, JobRecord
-from maoocr.protocol.ocr import OCROptions, PageResult
+from maoocr.protocol.ocr import OCROptions, OCRTask, PageResult
 from maoocr.streams import StreamStore
 
 if TYPE_CHECKING:  # page.py loads OpenCV, which the API process (it accepts uploads here) must not
@@ -52,13 +52,19 @@ class OCRJobs:
         self.worker = "local"  # identity jobs are claimed under (the worker's Heartbeat.identity)
 
     # -- API side -------------------------------------------------------------------------------------------
-    def accept(self, data: bytes, options: OCROptions, owner: str | None = None) -> tuple[JobRecord, int]:
-        """Validate the upload (format, size, pages, pixels: errors are 4xx) and store it; returns the job."""
+    def accept(self, data: bytes, options: OCROptions, message: TaskMessage,
+               owner: str | None = None) -> tuple[JobRecord, int]:
+        """Validate the upload (format, size, pages, pixels: errors are 4xx), store it and queue the job's split
+        task (built by `message`); returns the job and its page count."""
         doc = load_document(data, self.settings.documents, options.page_range)
-        record = self.jobs.create("ocr", owner=owner)
-        self.blobs.set(DOC_KEY.format(record.id), data, ex=self.settings.ttls.job_s)
-        self.jobs.transition(record.id, ("queued",), "queued", progress={"done": 0, "total": doc.page_count})
-        return self.jobs.get(record.id), doc.page_count
+        job_id = new_job_id()
+        # The upload first: the split task reads it. A Redis drop right after leaves only a blob that expires.
+        self.blobs.set(DOC_KEY.format(job_id), data, ex=self.settings.ttls.job_s)
+        queue = self.settings.queues.ocr
+        payload = OCRTask(job_id=job_id, options=options).model_dump(mode="json")
+        record = self.jobs.create("ocr", owner=owner, job_id=job_id, progress={"done": 0, "total": doc.page_count},
+                                  enqueue=(queue, message(payload, queue)))
+        return record, doc.page_count
 
     # -- worker side ----------------------------------------------------------------------------------------
     def start(self, job_id: str, options: OCROptions) -> int | None:

@@ -1,0 +1,78 @@
+"""The task message built without Celery's producer (workers/task_message.py) is the one Celery itself writes, and a
+job's record and its message are created together."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+
+import redis
+
+from maoocr.config import load_settings
+from maoocr.jobs import JOB_KEY, JobStore
+from workers.celery_app import GENERATE_TASK, create_celery_app
+from workers.task_message import ARGSREPR_MAX, generation_message, task_message
+
+# Differ by design between two messages: fresh per message, or Celery's reply address for its rpc:// backend.
+PER_MESSAGE = {"delivery_tag", "reply_to"}
+
+
+def settings_for(url: str, tmp_path):
+    (tmp_path / "models.yaml").write_text("models:\n  m:\n    model_path: null\n")
+    return load_settings(tmp_path / "none.yaml", env={"MAOOCR_REDIS_URL": url,
+                                                      "MAOOCR_MODELS_FILE": str(tmp_path / "models.yaml")})
+
+
+def celerys_message(redis_url: str, tmp_path, task: str, task_id: str, args: list, queue: str) -> dict:
+    app = create_celery_app(settings_for(redis_url, tmp_path))
+    app.send_task(task, args=args, task_id=task_id, queue=queue, ignore_result=True)
+    raw = redis.Redis.from_url(redis_url).rpop(queue)
+    assert raw is not None
+    return json.loads(raw)
+
+
+def test_same_message_as_celerys_send_task(redis_url, tmp_path):
+    queue, task_id = f"maoocr.test.{uuid.uuid4().hex}", uuid.uuid4().hex
+    args = [{"job_id": task_id, "params": {"prompt": "héllo \"quoted\" ✓", "max_tokens": 3, "stop": None}}]
+    theirs = celerys_message(redis_url, tmp_path, GENERATE_TASK, task_id, args, queue)
+    ours = json.loads(task_message(GENERATE_TASK, task_id, args, queue))
+
+    assert ours.keys() == theirs.keys()
+    assert base64.b64decode(ours["body"]) == base64.b64decode(theirs["body"])  # byte for byte
+    assert {k: v for k, v in ours.items() if k not in ("body", "headers", "properties")} == \
+           {k: v for k, v in theirs.items() if k not in ("body", "headers", "properties")}
+    # Every header the same, but the argument text (JSON here, Python's repr there: for people, not machines).
+    assert ours["headers"].keys() == theirs["headers"].keys()
+    assert {k: v for k, v in ours["headers"].items() if k != "argsrepr"} == \
+           {k: v for k, v in theirs["headers"].items() if k != "argsrepr"}
+    assert json.loads(ours["headers"]["argsrepr"]) == args
+    assert ours["properties"].keys() == theirs["properties"].keys()
+    assert {k: v for k, v in ours["properties"].items() if k not in PER_MESSAGE} == \
+           {k: v for k, v in theirs["properties"].items() if k not in PER_MESSAGE}
+    assert ours["properties"]["delivery_tag"] != json.loads(task_message(GENERATE_TASK, task_id, args, queue)
+                                                            )["properties"]["delivery_tag"]
+
+
+def test_argument_text_is_capped():
+    message = json.loads(task_message(GENERATE_TASK, "j", [{"prompt": "x" * 10_000}], "q"))
+    assert len(message["headers"]["argsrepr"]) == ARGSREPR_MAX
+    assert json.loads(base64.b64decode(message["body"]))[0] == [{"prompt": "x" * 10_000}]
+
+
+def test_record_and_message_are_created_together(redis_client):
+    jobs, queue = JobStore(redis_client, 60), f"maoocr.test.{uuid.uuid4().hex}"
+    payload = {"job_id": uuid.uuid4().hex}
+    record = jobs.create("generation", model="m", job_id=payload["job_id"],
+                         enqueue=(queue, generation_message(payload, queue)))
+    assert redis_client.hget(JOB_KEY.format(record.id), "status") == "queued"
+    (raw,) = redis_client.lrange(queue, 0, -1)
+    assert json.loads(json.loads(raw)["headers"]["argsrepr"]) == [payload]
+    # One transaction: the record, its TTL, the counters and the message go to Redis as MULTI … EXEC.
+    with redis_client.monitor() as monitor:
+        jobs.create("generation", model="m", enqueue=(queue, generation_message({"job_id": "x"}, queue)))
+        commands = []
+        while not commands or commands[-1] != "EXEC":
+            commands.append(monitor.next_command()["command"].split()[0].upper())
+    # (a fresh connection may say HELLO first)
+    assert commands[commands.index("MULTI"):] == ["MULTI", "HSET", "EXPIRE", "HINCRBY", "LPUSH", "EXEC"]
