@@ -31,6 +31,19 @@ local function count(from, to)
 end
 """
 
+# A new record, its counter and (when given) the message that runs it, in one step; and once only: a client that
+# sends it again after a lost reply (redis-py retries on connection errors) finds the record and changes nothing,
+# so neither a second message nor a reset of a record a worker already claimed can follow.
+# KEYS: the job, the queue's list. ARGV: ttl, stats field, message ('' for none), then field/value pairs.
+_CREATE = f"""
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
+redis.call('HINCRBY', '{JOB_STATS_KEY}', ARGV[2], 1)
+if ARGV[3] ~= '' then redis.call('LPUSH', KEYS[2], ARGV[3]) end
+return 1
+"""
+
 # Check-and-set in one step so two writers (a worker and a cancelling API call, or a redelivered task)
 # can never both move a job out of the same state.
 _TRANSITION = _COUNT + """
@@ -123,6 +136,7 @@ class JobStore:
     def __init__(self, client: redis.Redis, ttl_s: int) -> None:
         self.redis = client
         self.ttl_s = ttl_s
+        self._create = client.register_script(_CREATE)
         self._transition = client.register_script(_TRANSITION)
         self._claim = client.register_script(_CLAIM)
         self._release = client.register_script(_RELEASE)
@@ -132,17 +146,14 @@ class JobStore:
                job_id: str | None = None, progress: dict | None = None,
                enqueue: tuple[str, str] | None = None) -> JobRecord:
         """A new queued record. `enqueue` = (list, message): the broker message that runs the job, pushed on
-        that Redis list in the same transaction, so the record and its message exist together or not at all."""
+        that Redis list in the same atomic step, so the record and its message exist together or not at all."""
         record = JobRecord(id=job_id or new_job_id(), kind=kind, status="queued", model=model, owner=owner,
                            created_at=time.time(), progress=progress)
-        key = JOB_KEY.format(record.id)
-        with self.redis.pipeline() as pipe:  # MULTI/EXEC
-            pipe.hset(key, mapping=encode_fields(record.model_dump(exclude_none=True)))
-            pipe.expire(key, self.ttl_s)
-            pipe.hincrby(JOB_STATS_KEY, f"{kind}:queued", 1)
-            if enqueue is not None:
-                pipe.lpush(*enqueue)
-            pipe.execute()
+        queue, message = enqueue if enqueue is not None else ("", "")
+        args: list[str | int] = [self.ttl_s, f"{kind}:queued", message]
+        for field_name, value in encode_fields(record.model_dump(exclude_none=True)).items():
+            args += [field_name, value]
+        self._create(keys=[JOB_KEY.format(record.id), queue], args=args)
         return record
 
     def get(self, job_id: str, owner: str | None = None) -> JobRecord:

@@ -29,6 +29,7 @@ from kombu.utils.json import loads
 
 log = logging.getLogger(__name__)
 
+_REDIS_ERRORS = tuple(error for group in kombu_redis.get_redis_error_classes() for error in group)
 ACK_FLUSH_S = 0.005  # acks gathered per round trip: at most ~200 trips a second, whatever the job rate
 
 # KEYS: queue key, unacked index, unacked hash. ARGV: how many, now.
@@ -77,7 +78,7 @@ class QoS(kombu_redis.QoS):
         skips as already finished (a stock ack that fails does the same)."""
         virtual.QoS.ack(self, delivery_tag)
         self.acked.append(delivery_tag)
-        hub = self.channel.connection.hub
+        hub = getattr(self.channel.connection, "hub", None)  # the connection is None once the channel closed
         if hub is None:
             self.flush_acks()  # not under Celery's event loop: as stock kombu does
         elif not self._flush_due:
@@ -92,10 +93,14 @@ class QoS(kombu_redis.QoS):
         tags, self.acked = self.acked, []
         if not tags:
             return
+        channel = self.channel
         try:
-            with self.channel.conn_or_acquire() as client:
+            if channel.connection is None:  # closed: an ack of a message from before a reconnect
+                raise ConnectionError("channel closed")
+            with channel.conn_or_acquire() as client:
                 client.pipeline().zrem(self.unacked_index_key, *tags).hdel(self.unacked_key, *tags).execute()
-        except self.channel.connection_errors as exc:
+        except (ConnectionError, *_REDIS_ERRORS) as exc:
+            # Never raised: this runs in Channel.close too, which must go on to restore what is unacked.
             log.warning("could not delete %d acked message record(s) (%s); they come back after the visibility "
                         "timeout and are skipped as finished", len(tags), exc)
 
