@@ -37,10 +37,6 @@ class Services:
         client = connect(settings.redis_url)
         jobs, streams = JobStore(client, settings.ttls.job_s), StreamStore(client, settings.ttls.stream_s)
         celery = create_celery_app(settings)
-        # One result-backend object for every request thread. Celery's default is one per thread, and the
-        # threaded server runs each connection on a new thread, so each request built a RedisBackend (with a
-        # package-metadata lookup): ~9 % of the API's CPU in a py-spy profile of P2. The API reads no results.
-        celery.conf.result_backend_thread_safe = True
         return cls(settings, jobs, streams, celery,
                    OCRJobs(settings, jobs, streams, connect(settings.redis_url, decode=False)))
 
