@@ -41,7 +41,7 @@ class Services:
                    OCRJobs(settings, jobs, streams, connect(settings.redis_url, decode=False)))
 
     def submit_generation(self, params: GenerationParams, owner: str | None = None) -> JobRecord:
-        # Record and task message in one Redis transaction, the message built without Celery's producer
+        # Record and task message in one atomic Redis step, the message built without Celery's producer
         # (workers/task_message.py says why).
         return submit_generation(self.settings, self.jobs, params, generation_message, owner)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Iterator
 
 from bench.api_load import LoadGenerator
-from bench.resident_engine import ResidentEngine
+from bench.resident_engine import ResidentEngine, wait_for_free_gpu
 from bench.stats import cpu_seconds
 from tests.support.processes import BENCH_LOG_LEVEL, start_redis, start_stack
 
@@ -256,17 +256,3 @@ def offline_generate(config: Path, texts: list[str], max_tokens: int) -> dict:
     payload = json.dumps({"config": str(config), "texts": texts, "max_tokens": max_tokens, "out": str(result)})
     subprocess.run([sys.executable, "-m", "bench.offline_llm"], input=payload, text=True, check=True)
     return json.loads(result.read_text())
-
-
-def wait_for_free_gpu(gpu: bool, timeout_s: float = 120) -> None:
-    """An engine's GPU memory is released when its engine-core process exits; wait for that before the next."""
-    if not gpu:
-        return
-    from maoocr.engines.memory import read_gpus
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        gpu0 = read_gpus()[0]
-        if gpu0.free_mb > 0.9 * gpu0.total_mb:
-            return
-        time.sleep(1)

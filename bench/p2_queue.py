@@ -22,8 +22,7 @@ from pathlib import Path
 import requests
 
 from bench.echo_worker import ECHO_QUEUE, ECHO_TASK, create_echo_app
-from bench.p1_batching import wait_for_free_gpu
-from bench.resident_engine import ResidentEngine
+from bench.resident_engine import ResidentEngine, wait_for_free_gpu
 from bench.stats import closed_loop_rate, cpu_seconds, summary_ms
 from tests.support.processes import (BENCH_LOG_LEVEL, service_env, start_module, start_redis, start_stack,
                                      wait_until, write_config)

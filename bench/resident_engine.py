@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from pathlib import Path
 from typing import Any, Coroutine
 
@@ -34,3 +35,17 @@ class ResidentEngine:
     def close(self) -> None:
         self.run(self.engine.shutdown(), timeout_s=60)
         self.loop.call_soon_threadsafe(self.loop.stop)
+
+
+def wait_for_free_gpu(gpu: bool, timeout_s: float = 120) -> None:
+    """An engine's GPU memory is released when its engine-core process exits; wait for that before the next."""
+    if not gpu:
+        return
+    from maoocr.engines.memory import read_gpus
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        gpu0 = read_gpus()[0]
+        if gpu0.free_mb > 0.9 * gpu0.total_mb:
+            return
+        time.sleep(1)

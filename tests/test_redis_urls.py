@@ -10,13 +10,12 @@ import uuid
 import pytest
 import redis
 
-from maoocr.config import load_settings
 from maoocr.embedded import answers, free_port
 from maoocr.jobs import JobStore
 from maoocr.redis_client import connect
 from maoocr.streams import StreamStore
 from maoocr.protocol.generation import StreamChunk
-from tests.support.processes import start_redis
+from tests.support.processes import settings_for, start_redis
 from workers.celery_app import create_celery_app
 
 PASSWORD = "tls-pw"
@@ -38,12 +37,6 @@ def tls_url(tmp_path_factory) -> str:
         "--tls-ca-cert-file", str(cert), "--tls-auth-clients", "no"])
     yield f"rediss://:{PASSWORD}@127.0.0.1:{port}/0?ssl_ca_certs={cert}"
     proc.stop()
-
-
-def settings_for(url: str, tmp_path):
-    (tmp_path / "models.yaml").write_text("models:\n  m:\n    model_path: null\n")
-    return load_settings(tmp_path / "none.yaml", env={"MAOOCR_REDIS_URL": url,
-                                                      "MAOOCR_MODELS_FILE": str(tmp_path / "models.yaml")})
 
 
 def test_tls_and_password_reach_the_job_store_streams_and_listeners(tls_url):

@@ -9,19 +9,13 @@ import uuid
 
 import redis
 
-from maoocr.config import load_settings
 from maoocr.jobs import JOB_KEY, JOB_STATS_KEY, JobStore
+from tests.support.processes import settings_for
 from workers.celery_app import GENERATE_TASK, create_celery_app
 from workers.task_message import ARGSREPR_MAX, generation_message, task_message
 
 # Differ by design between two messages: fresh per message, or Celery's reply address for its rpc:// backend.
 PER_MESSAGE = {"delivery_tag", "reply_to"}
-
-
-def settings_for(url: str, tmp_path):
-    (tmp_path / "models.yaml").write_text("models:\n  m:\n    model_path: null\n")
-    return load_settings(tmp_path / "none.yaml", env={"MAOOCR_REDIS_URL": url,
-                                                      "MAOOCR_MODELS_FILE": str(tmp_path / "models.yaml")})
 
 
 def celerys_message(redis_url: str, tmp_path, task: str, task_id: str, args: list, queue: str) -> dict:

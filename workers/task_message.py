@@ -1,9 +1,9 @@
 """A Celery task message exactly as kombu's Redis transport stores it on a queue's list, built without a producer.
 
 Celery's `send_task` cost ~440 µs of CPU per call (a fresh Redis client per publish, the message passed through
-kombu's layers): ~60 % of the API's own work on a generation request. Built here it costs ~15 µs, and as plain
-data it is pushed in the same Redis transaction that creates the job record (`JobStore.create(enqueue=...)`), so
-a job is never recorded without its message, nor queued without its record.
+kombu's layers): ~60 % of the API's own work on a generation request. Built here it costs ~35 µs (a 256-word
+prompt), and as plain data it is pushed in the same atomic step that creates the job record
+(`JobStore.create(enqueue=...)`), so a job is never recorded without its message, nor queued without its record.
 
 The format is Celery's task protocol 2 in kombu's JSON envelope (body base64-encoded). `tests/test_task_message.py`
 compares it field by field with what `send_task` writes, so a Celery or kombu upgrade that changes it fails there.
@@ -48,7 +48,7 @@ def task_message(task: str, task_id: str, args: list, queue: str) -> str:
 
 
 def generation_message(payload: dict, queue: str) -> str:
-    """A generation job's message (`maoocr.generation.submit.TaskMessage`)."""
+    """A generation job's message (a `maoocr.jobs.TaskMessage`)."""
     return task_message(GENERATE_TASK, payload["job_id"], [payload], queue)
 
 

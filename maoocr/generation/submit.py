@@ -1,4 +1,4 @@
-"""Submitting a generation job: check it, then create its record and queue its task in one Redis transaction."""
+"""Submitting a generation job: check it, then create its record and queue its task in one atomic Redis step."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from maoocr.generation.validate import validate_params
 from maoocr.jobs import JobStore, TaskMessage, new_job_id
 from maoocr.protocol.generation import GenerationParams, GenerationTask
 from maoocr.protocol.jobs import JobRecord
+
 
 def submit_generation(settings: Settings, jobs: JobStore, params: GenerationParams, message: TaskMessage,
                       owner: str | None = None) -> JobRecord:

@@ -16,6 +16,7 @@ import redis
 import requests
 import yaml
 
+from maoocr.config import Settings, load_settings
 from maoocr.embedded import free_port, redis_server_binary
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,6 +69,13 @@ def start_redis(workdir: Path, port: int | None = None, extra: list[str] | None 
 
 
 BENCH_LOG_LEVEL = "WARNING"  # the shipped default (configs/maoocr.yaml): benchmarks time what production runs
+
+
+def settings_for(url: str, directory: Path) -> Settings:
+    """Settings with only a Redis URL and one model (no config file): for tests of the Redis and Celery wiring."""
+    (directory / "models.yaml").write_text("models:\n  m:\n    model_path: null\n")
+    return load_settings(directory / "none.yaml", env={"MAOOCR_REDIS_URL": url,
+                                                       "MAOOCR_MODELS_FILE": str(directory / "models.yaml")})
 
 
 def write_config(directory: Path, redis_url: str, model_path: str, model: dict | None = None,
