@@ -5,6 +5,7 @@ too, and a worker killed holding a burst loses none of it (kombu's own redeliver
 
 from __future__ import annotations
 
+import json
 import signal
 
 import pytest
@@ -78,6 +79,37 @@ def test_a_burst_is_taken_in_a_few_round_trips_and_recorded_as_unacked(broker, b
         worker.stop()
 
 
+@pytest.mark.parametrize("batched", [True, False], ids=["batched", "stock"])
+def test_a_job_arriving_alone_is_recorded_in_the_round_trip_after_its_brpop(broker, batched):
+    """An idle worker: each job comes alone. Stock kombu records it with a MULTI/EXEC pipeline on a client built for
+    it; the batched intake records it in its one script call, in kombu's own format."""
+    client, app, env, logs = broker
+    worker = start_module("held", "bench.holding_worker",
+                          ["--concurrency", "8", *(["--batched-intake"] if batched else [])], env, logs)
+    try:
+        send(app, [0])
+        wait_until(lambda: len(started(client)) == 1, [worker], timeout_s=60)
+        records = lambda: (command_calls(client, "exec"), command_calls(client, "eval"))  # noqa: E731
+        before = records()
+        for value in range(1, 5):
+            send(app, [value])
+            wait_until(lambda: len(started(client)) == value + 1, [worker], timeout_s=60)
+        pipelines, scripts = (now - then for now, then in zip(records(), before))
+        # kombu's periodic refresh of its queue bindings may add one MULTI/EXEC of its own.
+        if batched:
+            assert pipelines <= 1 and scripts == 4, (pipelines, scripts)
+        else:  # the same counts read >= 4 and 0 without the batching
+            assert pipelines >= 4 and scripts == 0, (pipelines, scripts)
+        assert started(client) == list(range(5))
+        for tag, raw in client.hgetall("unacked").items():  # what kombu's QoS.append writes, and restores from
+            message, exchange, routing_key = json.loads(raw)
+            assert message["properties"]["delivery_tag"] == tag.decode()
+            assert (exchange, routing_key) == (message["properties"]["delivery_info"]["exchange"], QUEUE)
+        assert client.hlen("unacked") == 5 and client.zcard("unacked_index") == 5
+    finally:
+        worker.stop()
+
+
 def test_a_killed_worker_loses_none_of_its_burst(broker):
     client, app, env, logs = broker
     send(app, range(JOBS))
@@ -104,7 +136,11 @@ def test_the_burst_stops_at_a_message_that_is_not_kombus_and_leaves_it_queued(br
     send(app, range(3))
     client.lpush(QUEUE, b"not json")  # LPUSH: behind the three, as a producer's next message would be
     send(app, range(3, 5))
-    taken = client.eval(POP_AND_RECORD, 3, QUEUE, "unacked_index", "unacked", 100, 1.0)
-    assert len(taken) == 3 and client.hlen("unacked") == 3 and client.zcard("unacked_index") == 3
+    first = client.rpop(QUEUE)  # as BRPOP would
+    taken = client.eval(POP_AND_RECORD, 3, QUEUE, "unacked_index", "unacked", 100, 1.0, first)
+    assert len(taken) == 2 and client.hlen("unacked") == 3 and client.zcard("unacked_index") == 3
     assert client.lrange(QUEUE, 0, -1)[-1] == b"not json"  # next for BRPOP, where stock kombu handles it
     assert client.llen(QUEUE) == 3
+    # A BRPOP's message that is not kombu's is not recorded (nil: delivered the stock way) and nothing is popped.
+    assert client.eval(POP_AND_RECORD, 3, QUEUE, "unacked_index", "unacked", 100, 1.0, b"not json") is None
+    assert client.llen(QUEUE) == 3 and client.hlen("unacked") == 3

@@ -1,11 +1,12 @@
 """Kombu's Redis transport, taking a burst of queued tasks in one round trip instead of two per task.
 
-Stock kombu gets one message per BRPOP and then records it as unacked (a second round trip), in the consumer
-thread. In an LLM worker that thread shares the GIL with the engine's event loop and queues for it again after
-every socket wait: 512 jobs submitted at once reached the engine over 1.2-2.4 s on an H100. Here, after each
-BRPOP, one Lua script pops as many more messages from the same queue key as the worker has prefetch credit for,
-and records each in kombu's own unacked index and hash exactly as `QoS.append` would, in the same atomic step
-(stock kombu loses a message popped but not yet recorded if the worker dies in between; the burst does not).
+Stock kombu gets one message per BRPOP and then records it as unacked (a second round trip, on a Redis client built
+for it), in the consumer thread. In an LLM worker that thread shares the GIL with the engine's event loop and queues
+for it again after every socket wait: 512 jobs submitted at once reached the engine over 1.2-2.4 s on an H100. Here,
+after each BRPOP, one Lua script records the message BRPOP returned and pops as many more from the same queue key as
+the worker has prefetch credit for, recording each in kombu's own unacked index and hash exactly as `QoS.append`
+would, in the same atomic step (stock kombu loses a message popped but not yet recorded if the worker dies in
+between; the burst does not, and the BRPOP's message has the same short window as stock).
 Acks are batched too: the records of all acks within a few milliseconds are deleted in one round trip (`QoS.ack`).
 Rejects, redelivery of a dead worker's messages and the restore at shutdown stay kombu's: they read the same
 records.
@@ -32,25 +33,36 @@ log = logging.getLogger(__name__)
 _REDIS_ERRORS = tuple(error for group in kombu_redis.get_redis_error_classes() for error in group)
 ACK_FLUSH_S = 0.005  # acks gathered per round trip: at most ~200 trips a second, whatever the job rate
 
-# KEYS: queue key, unacked index, unacked hash. ARGV: how many, now.
+# KEYS: queue key, unacked index, unacked hash. ARGV: how many more, now, the message BRPOP returned.
 # The hash value is what QoS.append writes: JSON of [message, exchange, routing_key] from its delivery_info.
-# One RPOP per message (RPOP with a count needs Redis 6.2). A message that is not kombu's JSON goes back where it
-# was and ends the burst: the stock path takes it next and treats it as stock kombu does; nothing is dropped.
+# Returns the messages popped here (not the BRPOP's), or nil when the BRPOP's message is not kombu's JSON and so
+# was not recorded (the caller delivers it the stock way). One RPOP per message (RPOP with a count needs Redis
+# 6.2). A popped message that is not kombu's JSON goes back where it was and ends the burst: the stock path takes
+# it next and treats it as stock kombu does; nothing is dropped.
 POP_AND_RECORD = """
-local items = {}
-for _ = 1, tonumber(ARGV[1]) do
-  local item = redis.call('RPOP', KEYS[1])
-  if not item then break end
+local function record(item)
   local ok, message = pcall(cjson.decode, item)
   local properties = ok and type(message) == 'table' and message['properties']
   local info = type(properties) == 'table' and properties['delivery_info']
   if type(info) ~= 'table' or type(properties['delivery_tag']) ~= 'string' then
-    redis.call('RPUSH', KEYS[1], item)
-    break
+    return false
   end
   redis.call('ZADD', KEYS[2], ARGV[2], properties['delivery_tag'])
   redis.call('HSET', KEYS[3], properties['delivery_tag'],
              '[' .. item .. ',' .. cjson.encode(info['exchange']) .. ',' .. cjson.encode(info['routing_key']) .. ']')
+  return true
+end
+if not record(ARGV[3]) then
+  return false
+end
+local items = {}
+for _ = 1, tonumber(ARGV[1]) do
+  local item = redis.call('RPOP', KEYS[1])
+  if not item then break end
+  if not record(item) then
+    redis.call('RPUSH', KEYS[1], item)
+    break
+  end
   items[#items + 1] = item
 end
 return items
@@ -63,6 +75,7 @@ class QoS(kombu_redis.QoS):
         self.recorded: set[str] = set()  # tags POP_AND_RECORD already wrote to the unacked index
         self.acked: list[str] = []  # acked here, their unacked records not yet deleted in Redis
         self._flush_due = False  # a flush of `acked` is scheduled on the event loop
+        self._ack_client: redis.Redis | None = None  # built once: kombu builds a client per call (~5 % of the GIL)
 
     def append(self, message, delivery_tag) -> None:
         if delivery_tag in self.recorded:
@@ -97,8 +110,9 @@ class QoS(kombu_redis.QoS):
         try:
             if channel.connection is None:  # closed: an ack of a message from before a reconnect
                 raise ConnectionError("channel closed")
-            with channel.conn_or_acquire() as client:
-                client.pipeline().zrem(self.unacked_index_key, *tags).hdel(self.unacked_key, *tags).execute()
+            if self._ack_client is None:
+                self._ack_client = channel._create_client()  # on the channel's pool, which reconnects
+            self._ack_client.pipeline().zrem(self.unacked_index_key, *tags).hdel(self.unacked_key, *tags).execute()
         except (ConnectionError, *_REDIS_ERRORS) as exc:
             # Never raised: this runs in Channel.close too, which must go on to restore what is unacked.
             log.warning("could not delete %d acked message record(s) (%s); they come back after the visibility "
@@ -110,8 +124,9 @@ class Channel(kombu_redis.Channel):
     bursts = True  # off for this channel once the server refuses the script
 
     def _brpop_read(self, **options):
-        """kombu's own, plus the burst: the BRPOP reply is fully read, and the next BRPOP not yet sent, so the
-        script can use the same connection."""
+        """kombu's own, except that the message is recorded as unacked together with the burst that follows it
+        (one round trip) once the BRPOP reply is fully read and the next BRPOP not yet sent, so the script can
+        use the same connection."""
         try:
             try:
                 reply = self.client.parse_response(self.client.connection, "BRPOP", **options)
@@ -123,13 +138,15 @@ class Channel(kombu_redis.Channel):
             key, item = reply
             queue = bytes_to_str(key).rsplit(self.sep, 1)[0]
             self._queue_cycle.rotate(queue)
-            self.connection._deliver(loads(bytes_to_str(item)), queue)
+            message = loads(bytes_to_str(item))
         finally:
             self._in_poll = None
             self._flush_brpop_reauth()
-        if self._may_burst(queue):
-            credit = self.qos.can_consume_max_estimate()
-            self._deliver_burst(key, queue, 1000 if credit is None else credit)
+        burst = self._record_and_pop(key, item) if self._may_burst(queue) else None
+        if burst is None:  # not recorded: kombu's own delivery, whose QoS.append records it
+            self.connection._deliver(message, queue)
+        else:
+            self._deliver_recorded([message, *(loads(bytes_to_str(more)) for more in burst)], queue)
         return True
 
     def close(self) -> None:
@@ -144,24 +161,29 @@ class Channel(kombu_redis.Channel):
                 and not self.global_keyprefix and self.qos.can_consume()
                 and self.client.connection is not None and self.client.connection._sock is not None)
 
-    def _deliver_burst(self, key: bytes, queue: str, limit: int) -> None:
-        if limit <= 0:
-            return
+    def _record_and_pop(self, key: bytes, item: bytes) -> list[bytes] | None:
+        """Record the BRPOP's message and pop (and record) the burst behind it: the burst's raw messages, or None
+        when the BRPOP's message was not recorded."""
+        credit = self.qos.can_consume_max_estimate()
+        more = 1000 if credit is None else max(credit - 1, 0)  # the BRPOP's message takes one
         # Sent and read like BRPOP, not through execute_command: redis-py would retry it on a timeout
         # (retry_on_timeout), and a second run would pop a second burst while the first reply was lost.
         connection = self.client.connection
         try:
             connection.send_command("EVAL", POP_AND_RECORD, 3, key, self.qos.unacked_index_key,
-                                    self.qos.unacked_key, limit, time.time())
-            items = self.client.parse_response(connection, "EVAL")
+                                    self.qos.unacked_key, more, time.time(), item)
+            return self.client.parse_response(connection, "EVAL")
         except self.connection_errors:
-            connection.disconnect()  # the next poll reconnects; a lost burst is recorded, so redelivered
-            raise
+            # The next poll reconnects. A burst popped before the reply was lost is recorded, so redelivered;
+            # the BRPOP's message goes the stock way now (recorded again, or lost with Redis, as in stock kombu).
+            connection.disconnect()
+            return None
         except redis.ResponseError as exc:  # scripting refused or failed: off for this channel (until reconnect)
             log.warning("batched intake off (%s); taking one job per round trip", exc)
             self.bursts = False
-            return
-        messages = [loads(bytes_to_str(item)) for item in items]
+            return None
+
+    def _deliver_recorded(self, messages: list[dict], queue: str) -> None:
         delivered = 0
         try:
             for message in messages:
