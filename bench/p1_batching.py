@@ -37,7 +37,7 @@ class P1Options:
     prompt_words: int = 0  # >0: WordLevel prompts of exactly this many tokens (bench.dummy_model)
     offline: bool = False  # also time vllm.LLM.generate in a separate process
     direct_every_token: bool = False  # also time the engine directly with stream_interval 1
-    api_workers: int = 1  # >1: the API under gunicorn (gthread) with that many processes, as in production
+    api_workers: int = 0  # >= 1: the API under gunicorn (gthread) with that many processes, as in production
     rounds: int = 3  # measured rounds per path, alternating
     client_processes: int = 0  # processes firing the API requests (0: min(8, cores)); see bench.api_load
     stock_intake: bool = False  # the worker with kombu's one-message-per-round-trip intake (worker.batched_intake off)
@@ -147,7 +147,7 @@ def run(options: P1Options) -> Iterator[dict]:
     try:
         stack = start_stack(work, redis_url, model_path, ["--gpu", "0"] if options.gpu else ["--cpu"], model=model,
                             api_workers=options.api_workers,
-                            api_threads=options.concurrency // options.api_workers + 32, log_level=BENCH_LOG_LEVEL,
+                            api_threads=options.concurrency // max(1, options.api_workers) + 32, log_level=BENCH_LOG_LEVEL,
                             env={"MAOOCR_WORKER__BATCHED_INTAKE": "false"} if options.stock_intake else None)
         resident = ResidentEngine(stack.config, gpu=options.gpu)
         load = LoadGenerator(stack.base_url, client_processes)
@@ -170,7 +170,7 @@ def run(options: P1Options) -> Iterator[dict]:
     common = {"concurrency": options.concurrency, "max_tokens": options.max_tokens,
               "prompt_words": options.prompt_words, "device": "gpu" if options.gpu else "cpu",
               "stream_interval": options.extra_model.get("stream_interval", "engine default"),
-              "api": f"gunicorn gthread x{options.api_workers}" if options.api_workers > 1 else "maoocr api (1 process)",
+              "api": f"gunicorn gthread x{options.api_workers}" if options.api_workers else "maoocr api (1 process)",
               "rounds": options.rounds, "warm_up": "one full-size round per path",
               "intake": "stock" if options.stock_intake else "batched",
               "client_processes": client_processes,

@@ -38,6 +38,7 @@ class P2Options:
     warmup: int = 20
     rounds: int = 3  # throughput blocks per path, interleaved
     gpu: bool = False  # the worker's engine, and then the engine alone, on GPU 0 (the tiny demo model)
+    api_workers: int = 0  # >= 1: the API under gunicorn gthread (as docker-compose serves it), that many processes
 
 
 def prompt(i: int) -> str:
@@ -168,10 +169,11 @@ def run(options: P2Options) -> list[dict]:
         echo = EchoClient(write_config(work / "echo", redis_url, model_path, model, log_level=BENCH_LOG_LEVEL),
                           work / "echo")
         stack = start_stack(work / "stack", redis_url, model_path, ["--gpu", "0"] if options.gpu else ["--cpu"],
-                            model=model, log_level=BENCH_LOG_LEVEL)
+                            model=model, log_level=BENCH_LOG_LEVEL, api_workers=options.api_workers)
         pids = {proc.name: proc.popen.pid for proc in stack.procs}
         results = interleaved({"api": ApiClient(stack.base_url), "echo": echo}, options,
-                              {"api_process": (pids["api"], False), "llm_worker_main": (pids["worker"], False),
+                              {"api_process": (pids["api"], bool(options.api_workers)),  # gunicorn: and workers
+                               "llm_worker_main": (pids["worker"], False),
                                "llm_worker_with_engine_core": (pids["worker"], True),
                                "echo_worker": (echo.worker.popen.pid, True)})
         stack.stop()  # the engine alone next, on cores the worker no longer uses
@@ -191,7 +193,8 @@ def run(options: P2Options) -> list[dict]:
     ours, echo_r, outside = results["api"], results["echo"], results["api_outside_worker"]
     common = {"concurrency": options.concurrency, "latency_jobs": options.latency_jobs,
               "throughput_jobs": options.throughput_jobs,
-              "job": f"generation, max_tokens=1, tiny demo model, {'gpu' if options.gpu else 'cpu'}"}
+              "job": f"generation, max_tokens=1, tiny demo model, {'gpu' if options.gpu else 'cpu'}",
+              "api": f"gunicorn gthread x{options.api_workers}" if options.api_workers else "maoocr api (1 process)"}
     return [
         {"metric": "p2_api_latency_p50_ms", "value": ours["p50_ms"], **ours, **common},
         {"metric": "p2_echo_latency_p50_ms", "value": echo_r["p50_ms"], **echo_r, **common},

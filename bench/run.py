@@ -49,7 +49,7 @@ def _reliability(args) -> list[dict]:
 def _p2(args) -> list[dict]:
     from bench import p2_queue
 
-    return p2_queue.run(p2_queue.P2Options(gpu=args.gpu))
+    return p2_queue.run(p2_queue.P2Options(gpu=args.gpu, api_workers=args.api_workers))
 
 
 def _p3(args) -> list[dict]:
@@ -83,8 +83,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="P1: processes firing the API requests (default: min(8, cores))")
     parser.add_argument("--rounds", type=int, default=3, help="P1: measured rounds per path (alternating)")
     parser.add_argument("--stream-interval", type=int, help="P1: the engine's stream_interval (default: its own)")
-    parser.add_argument("--api-workers", type=int, default=1,
-                        help="P1: serve the API with gunicorn gthread, this many processes (default 1: maoocr api)")
+    parser.add_argument("--api-workers", type=int, default=0,
+                        help="P1, P2: serve the API with gunicorn gthread, this many processes (default 0: one "
+                             "`maoocr api` process)")
     parser.add_argument("--direct-every-token", action="store_true",
                         help="P1: also time the engine directly with stream_interval 1 (a delta per token)")
     parser.add_argument("--stock-intake", action="store_true",

@@ -150,11 +150,11 @@ class Stack:
 
 def start_stack(workdir: Path, redis_url: str, model_path: str, worker_args: list[str] | None = None,
                 ocr_worker: bool = False, model: dict | None = None, env: dict[str, str] | None = None,
-                extra_models: dict[str, dict] | None = None, api_workers: int = 1, api_threads: int = 64,
+                extra_models: dict[str, dict] | None = None, api_workers: int = 0, api_threads: int = 64,
                 log_level: str = "INFO") -> Stack:
     """`env` adds variables to every process (e.g. MAOOCR_API_KEYS); each of `extra_models` gets its own
-    CPU worker. `api_workers` > 1 serves the API as production does: gunicorn gthread, that many processes of
-    `api_threads` threads each."""
+    CPU worker. `api_workers` >= 1 serves the API as production does: gunicorn gthread, that many processes of
+    `api_threads` threads each (0: one `maoocr api` process, werkzeug's threaded server)."""
     config = write_config(workdir / "configs", redis_url, model_path, model, extra_models, log_level)
     env = {**service_env(config, workdir / "tmp"), **(env or {})}
     port = free_port()
@@ -166,7 +166,7 @@ def start_stack(workdir: Path, redis_url: str, model_path: str, worker_args: lis
                                             stack.logdir))
         if ocr_worker:
             stack.procs.append(start_module("ocr-worker", "workers.main", ["--ocr"], env, stack.logdir))
-        if api_workers > 1:
+        if api_workers:
             stack.procs.append(start_module("api", "gunicorn", [
                 "--worker-class", "gthread", "--workers", str(api_workers), "--threads", str(api_threads),
                 "--backlog", "2048", "--bind", f"127.0.0.1:{port}", "api.server:create_wsgi_app()"], env, stack.logdir))
