@@ -166,6 +166,12 @@ class JobStore:
             raise JobNotFound(f"job {job_id!r} not found (it may have expired)")
         return record
 
+    def _status(self, job_id: str, owner: str | None = None) -> str:
+        status, record_owner = self.redis.hmget(JOB_KEY.format(job_id), "status", "owner")
+        if status is None or (owner is not None and record_owner != owner):  # as in get(): no existence leak
+            raise JobNotFound(f"job {job_id!r} not found (it may have expired)")
+        return status
+
     def transition(self, job_id: str, allowed_from: Iterable[JobStatus], to: JobStatus,
                    **fields: Any) -> tuple[bool, str]:
         """Move a job to `to` if it is in one of `allowed_from`. Returns (moved, status before)."""
@@ -199,10 +205,10 @@ class JobStore:
         try:
             deadline = time.monotonic() + timeout_s
             while True:
-                # Read after registering, so a transition between the two cannot be missed.
-                record = self.get(job_id, owner)
-                if record.terminal:
-                    return record
+                # Read after registering, so a transition between the two cannot be missed. The status alone
+                # until the job has ended: the whole record is read (and decoded) once.
+                if self._status(job_id, owner) in TERMINAL:
+                    return self.get(job_id, owner)
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise TimeoutError(f"job {job_id} did not finish within {timeout_s} s")
