@@ -47,9 +47,14 @@ local function record(item)
   if type(info) ~= 'table' or type(properties['delivery_tag']) ~= 'string' then
     return false
   end
+  -- Encoded before anything is written: a value cjson cannot encode leaves no half-written record.
+  local ok_exchange, exchange = pcall(cjson.encode, info['exchange'])
+  local ok_key, routing_key = pcall(cjson.encode, info['routing_key'])
+  if not (ok_exchange and ok_key) then
+    return false
+  end
   redis.call('ZADD', KEYS[2], ARGV[2], properties['delivery_tag'])
-  redis.call('HSET', KEYS[3], properties['delivery_tag'],
-             '[' .. item .. ',' .. cjson.encode(info['exchange']) .. ',' .. cjson.encode(info['routing_key']) .. ']')
+  redis.call('HSET', KEYS[3], properties['delivery_tag'], '[' .. item .. ',' .. exchange .. ',' .. routing_key .. ']')
   return true
 end
 if not record(ARGV[3]) then
@@ -146,8 +151,20 @@ class Channel(kombu_redis.Channel):
         if burst is None:  # not recorded: kombu's own delivery, whose QoS.append records it
             self.connection._deliver(message, queue)
         else:
-            self._deliver_recorded([message, *(loads(bytes_to_str(more)) for more in burst)], queue)
+            self._deliver_recorded([message, *self._parsed(burst)], queue)
         return True
+
+    @staticmethod
+    def _parsed(burst: list[bytes]) -> list[dict]:
+        messages = []
+        for item in burst:
+            try:
+                messages.append(loads(bytes_to_str(item)))
+            except ValueError as exc:  # Lua's cjson took it, Python's JSON does not
+                # It keeps its record: back on the queue after the visibility timeout, where BRPOP's path fails
+                # on it as stock kombu does.
+                log.warning("a queued message is not JSON (%s); left to the visibility timeout", exc)
+        return messages
 
     def close(self) -> None:
         if self._qos is not None:
