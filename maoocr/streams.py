@@ -7,6 +7,7 @@ without losing or repeating a chunk.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import deque
@@ -22,23 +23,41 @@ from maoocr.redis_client import subscribe_confirmed
 CHANNEL = "maoocr:stream:{}"
 REPLAY_KEY = "maoocr:stream:{}:replay"
 _SEQ_PLACEHOLDER = '"seq":-1'
+OUTAGE_WAIT_S = 600.0  # how long a follower waits for Redis to come back mid-stream (Redis commands wait as long)
 
-# ARGV: ttl, then (job_id, chunk JSON with "seq":-1) pairs. Returns the seq given to each chunk.
+# ARGV: ttl, batch id, then (job_id, chunk JSON with "seq":-1) pairs. Returns the seq given to each chunk, or -1
+# for a chunk of a job this batch id was already appended to: redis-py (and the stream writer) send a write again
+# after a lost reply, and Redis may have run it (e.g. a reply lost as Redis shut down): the second run must not
+# append the chunks twice. Each job's stream keeps the ids of the batches appended to it, with the stream's TTL.
 _APPEND = """
 local ttl = tonumber(ARGV[1])
+local batch = ARGV[2]
+local fresh = {}
 local out = {}
-for i = 2, #ARGV, 2 do
+for i = 3, #ARGV, 2 do
   local job = ARGV[i]
-  local key = 'maoocr:stream:' .. job .. ':replay'
-  local seq = redis.call('LLEN', key)
-  local payload = string.gsub(ARGV[i + 1], '"seq":%-1', '"seq":' .. seq, 1)
-  redis.call('RPUSH', key, payload)
-  redis.call('EXPIRE', key, ttl)
-  redis.call('PUBLISH', 'maoocr:stream:' .. job, payload)
-  out[#out + 1] = seq
+  if fresh[job] == nil then
+    local batches = 'maoocr:stream:' .. job .. ':batches'
+    fresh[job] = redis.call('SADD', batches, batch) == 1
+    redis.call('EXPIRE', batches, ttl)
+  end
+  if fresh[job] then
+    local key = 'maoocr:stream:' .. job .. ':replay'
+    local seq = redis.call('LLEN', key)
+    local payload = string.gsub(ARGV[i + 1], '"seq":%-1', '"seq":' .. seq, 1)
+    redis.call('RPUSH', key, payload)
+    redis.call('EXPIRE', key, ttl)
+    redis.call('PUBLISH', 'maoocr:stream:' .. job, payload)
+    out[#out + 1] = seq
+  else
+    out[#out + 1] = -1
+  end
 end
 return out
 """
+
+def new_batch_id() -> str:
+    return os.urandom(8).hex()
 
 
 @dataclass(slots=True)
@@ -100,11 +119,14 @@ class StreamStore:
         self.ttl_s = ttl_s
         self._append = client.register_script(_APPEND)
 
-    def append(self, chunks: list[Outgoing]) -> list[int]:
-        """Append chunks (of one or many jobs) in one round trip; returns their seqs."""
+    def append(self, chunks: list[Outgoing], batch_id: str | None = None) -> list[int]:
+        """Append chunks (of one or many jobs) in one round trip; returns their seqs (-1: already appended).
+
+        `batch_id` names this write: calling again with the same one (a retry after an error) appends nothing
+        that the first call appended. A fresh one is made when none is given."""
         if not chunks:
             return []
-        args: list[str | int] = [self.ttl_s]
+        args: list[str | int] = [self.ttl_s, batch_id or new_batch_id()]
         for chunk in chunks:
             args += [chunk.job_id, _encode(chunk)]
         return [int(seq) for seq in self._append(args=args)]
@@ -119,43 +141,79 @@ class StreamStore:
 
         `is_over` is asked when the channel is quiet; it lets a caller stop following a job that ended
         without an end chunk (expired, or its worker vanished). Raises TimeoutError after `timeout_s`.
+        A Redis outage after the stream started pauses it: it re-subscribes when Redis is back and catches up
+        from the record (for up to OUTAGE_WAIT_S; a follower that cannot subscribe at all gets the error).
         """
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        pubsub = self._subscribed(job_id)
+        try:
+            if self._ended_at_or_before(job_id, after):
+                return  # resuming after the end chunk: nothing more will ever come
+            last = after
+            while True:
+                try:
+                    for chunk in self._follow_subscribed(pubsub, job_id, last, deadline, is_over, poll_s):
+                        last = chunk.seq
+                        yield chunk
+                    return
+                except (redis.ConnectionError, redis.TimeoutError) as exc:
+                    pubsub.close()
+                    pubsub = self._subscribed_again(job_id, deadline, exc)
+        finally:
+            pubsub.close()
+
+    def _subscribed(self, job_id: str) -> redis.client.PubSub:
         pubsub = self.redis.pubsub()
         try:
             # The replay read must come after the confirmation, or a chunk could slip between the two.
             subscribe_confirmed(pubsub, CHANNEL.format(job_id))
-            last = after
-            if self._ended_at_or_before(job_id, after):
-                return  # resuming after the end chunk: nothing more will ever come
-            deadline = None if timeout_s is None else time.monotonic() + timeout_s
-            while True:
-                # Catch up from the record: the first time, and whenever the channel skipped a seq.
-                for chunk in self.replay(job_id, last):
-                    last = chunk.seq
-                    yield chunk
-                    if chunk.finished:
-                        return
-                while True:
-                    message = pubsub.get_message(ignore_subscribe_messages=True, timeout=poll_s)
-                    if message is None:
-                        if is_over is not None and is_over():
-                            for chunk in self.replay(job_id, last):  # whatever landed just before the end
-                                yield chunk
-                            return
-                        if deadline is not None and time.monotonic() > deadline:
-                            raise TimeoutError(f"no end of stream for job {job_id} within {timeout_s} s")
-                        break  # quiet: re-check the record in case a message was lost
-                    chunk = StreamChunk.model_validate_json(message["data"])
-                    if chunk.seq <= last:
-                        continue
-                    if chunk.seq > last + 1:
-                        break  # a gap: let the record fill it
-                    last = chunk.seq
-                    yield chunk
-                    if chunk.finished:
-                        return
-        finally:
+        except BaseException:
             pubsub.close()
+            raise
+        return pubsub
+
+    def _subscribed_again(self, job_id: str, deadline: float | None, cause: Exception) -> redis.client.PubSub:
+        """Wait for Redis to come back (with back-off), then subscribe again; re-raise `cause` if it does not."""
+        give_up = time.monotonic() + OUTAGE_WAIT_S
+        if deadline is not None:
+            give_up = min(give_up, deadline)
+        delay = 0.1
+        while True:
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+            try:
+                return self._subscribed(job_id)
+            except (redis.ConnectionError, redis.TimeoutError, TimeoutError):
+                if time.monotonic() > give_up:
+                    raise cause from None
+
+    def _follow_subscribed(self, pubsub: redis.client.PubSub, job_id: str, last: int, deadline: float | None,
+                           is_over: Callable[[], bool] | None, poll_s: float) -> Iterator[StreamChunk]:
+        while True:
+            # Catch up from the record: the first time, and whenever the channel skipped a seq.
+            for chunk in self.replay(job_id, last):
+                last = chunk.seq
+                yield chunk
+                if chunk.finished:
+                    return
+            while True:
+                message = pubsub.get_message(ignore_subscribe_messages=True, timeout=poll_s)
+                if message is None:
+                    if is_over is not None and is_over():
+                        yield from self.replay(job_id, last)  # whatever landed just before the end
+                        return
+                    if deadline is not None and time.monotonic() > deadline:
+                        raise TimeoutError(f"no end of stream for job {job_id} within the wait timeout")
+                    break  # quiet: re-check the record in case a message was lost
+                chunk = StreamChunk.model_validate_json(message["data"])
+                if chunk.seq <= last:
+                    continue
+                if chunk.seq > last + 1:
+                    break  # a gap: let the record fill it
+                last = chunk.seq
+                yield chunk
+                if chunk.finished:
+                    return
 
     def ended(self, job_id: str) -> bool:
         """The job's end chunk is on its record."""
@@ -269,9 +327,10 @@ class StreamWriter:
 
     def _write(self, batch: list[Outgoing]) -> None:
         delay = 0.05
+        batch_id = new_batch_id()  # the same for every try: a try Redis ran but whose reply was lost counts once
         while True:
             try:
-                self.store.append(batch)
+                self.store.append(batch, batch_id)
                 return
             except (redis.ConnectionError, redis.TimeoutError):
                 # Redis is away: keep the chunks (nothing accepted is dropped) and retry with back-off.

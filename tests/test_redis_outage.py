@@ -1,8 +1,11 @@
 """Redis goes away and comes back (same port, same data dir, append-only file on, a password): the API answers
-503 meanwhile, the worker reconnects by itself, and every job accepted before the outage completes."""
+503 meanwhile, the worker reconnects by itself, every job accepted before the outage completes, and an events
+stream open across the outage goes on where it paused."""
 
 from __future__ import annotations
 
+import json
+import threading
 import time
 
 import pytest
@@ -82,6 +85,15 @@ def test_accepted_jobs_survive_a_redis_outage(outage, outage_stack):
         assert time.monotonic() < deadline
         time.sleep(0.1)
 
+    # A client following a job's events when Redis goes away: its stream pauses and goes on, nothing lost.
+    followed: list[dict] = []
+    follower = threading.Thread(target=follow_events, args=(stack, accepted[0], followed), daemon=True)
+    follower.start()
+    deadline = time.monotonic() + 60
+    while not followed:  # the stream has started (the follower has its first chunk)
+        assert time.monotonic() < deadline and follower.is_alive()
+        time.sleep(0.05)
+
     outage.stop()
     page = docgen.encode(docgen.numbered_pages(1)[0].image, "PNG")
     for method, path, kwargs in [
@@ -117,12 +129,26 @@ def test_accepted_jobs_survive_a_redis_outage(outage, outage_stack):
         time.sleep(0.5)
     assert {r["status"] for r in records.values()} == {"succeeded"}, records
     assert all(r["result"]["usage"]["completion_tokens"] == TOKENS for r in records.values())
+    follower.join(timeout=120)
+    assert not follower.is_alive(), "the events stream did not end after the outage"
+    assert [c["seq"] for c in followed] == list(range(len(followed))), "a chunk was lost or repeated"
+    assert [c["event"] for c in followed].count("end") == 1 and followed[-1]["finish_reason"] == "length"
+    text = "".join(c["delta"] or "" for c in followed if c["event"] == "token")
+    assert text == records[accepted[0]]["result"]["choices"][0]["text"]
 
     # The worker took up the queue again by itself; it serves new work and its heartbeat is back.
     assert requests.get(stack.base_url + "/readyz", timeout=30).status_code == 200
     waited = requests.post(stack.base_url + "/api/generate", timeout=120,
                            json={"prompt": "after", "max_tokens": 4, "ignore_eos": True, "wait": True})
     assert waited.status_code == 200 and waited.json()["usage"]["completion_tokens"] == 4
+
+
+def follow_events(stack, job_id: str, into: list[dict]) -> None:
+    """`GET /v1/jobs/<id>/events` to its end, each chunk appended to `into` as it arrives."""
+    with requests.get(f"{stack.base_url}/v1/jobs/{job_id}/events", stream=True, timeout=300) as reply:
+        for line in reply.iter_lines(decode_unicode=True):
+            if line.startswith("data: "):
+                into.append(json.loads(line[len("data: "):]))
 
 
 def test_cancel_reaches_the_engine_after_the_outage(outage, outage_stack):

@@ -30,6 +30,19 @@ def test_seq_is_assigned_by_redis_across_writers(redis_client):
     assert 0 < redis_client.ttl(f"maoocr:stream:{job}:replay") <= 60
 
 
+def test_a_write_sent_again_is_appended_once(redis_client):
+    """redis-py and the stream writer send a write again after a lost reply, which Redis may have run."""
+    store = StreamStore(redis_client, ttl_s=60)
+    job, other = uuid.uuid4().hex, uuid.uuid4().hex
+    batch = [StreamChunk(job_id=job, delta="a"), StreamChunk(job_id=job, delta="b")]
+    assert store.append(batch, batch_id="sent-twice") == [0, 1]
+    assert store.append(batch, batch_id="sent-twice") == [-1, -1]  # reads [2, 3] without the batch ids
+    assert store.append([*batch, StreamChunk(job_id=other, delta="c")], batch_id="sent-twice") == [-1, -1, 0]
+    assert [c.delta for c in store.replay(job)] == ["a", "b"]
+    assert store.append(batch) == [2, 3]  # the same chunks in a new write are a new write
+    assert 0 < redis_client.ttl(f"maoocr:stream:{job}:batches") <= 60
+
+
 def test_follower_that_joins_midway_gets_every_chunk_once(redis_client):
     store = StreamStore(redis_client, ttl_s=60)
     job = uuid.uuid4().hex
