@@ -158,18 +158,12 @@ class JobStore:
 
     def get(self, job_id: str, owner: str | None = None) -> JobRecord:
         raw = self.redis.hgetall(JOB_KEY.format(job_id))
-        if not raw:
-            raise JobNotFound(f"job {job_id!r} not found (it may have expired)")
-        record = decode_record(raw)
-        if owner is not None and record.owner != owner:
-            # Someone else's job (or one made while auth was off) looks exactly like no job: no existence leak.
-            raise JobNotFound(f"job {job_id!r} not found (it may have expired)")
-        return record
+        _check_found(job_id, bool(raw), raw.get("owner"), owner)
+        return decode_record(raw)
 
     def _status(self, job_id: str, owner: str | None = None) -> str:
         status, record_owner = self.redis.hmget(JOB_KEY.format(job_id), "status", "owner")
-        if status is None or (owner is not None and record_owner != owner):  # as in get(): no existence leak
-            raise JobNotFound(f"job {job_id!r} not found (it may have expired)")
+        _check_found(job_id, status is not None, record_owner, owner)
         return status
 
     def transition(self, job_id: str, allowed_from: Iterable[JobStatus], to: JobStatus,
@@ -240,6 +234,12 @@ class JobStore:
                     streams.append([StreamChunk(job_id=job_id, finished=True, finish_reason="cancelled",
                                                 event="end")])
         return self.get(job_id)
+
+
+def _check_found(job_id: str, exists: bool, record_owner: str | None, owner: str | None) -> None:
+    # Someone else's job (or one made while auth was off) looks exactly like no job: no existence leak.
+    if not exists or (owner is not None and record_owner != owner):
+        raise JobNotFound(f"job {job_id!r} not found (it may have expired)")
 
 
 def error_fields(exc: BaseException) -> dict[str, Any]:

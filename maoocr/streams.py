@@ -56,6 +56,7 @@ end
 return out
 """
 
+
 def new_batch_id() -> str:
     return os.urandom(8).hex()
 
@@ -152,7 +153,7 @@ class StreamStore:
             last = after
             while True:
                 try:
-                    for chunk in self._follow_subscribed(pubsub, job_id, last, deadline, is_over, poll_s):
+                    for chunk in self._follow_subscribed(pubsub, job_id, last, timeout_s, deadline, is_over, poll_s):
                         last = chunk.seq
                         yield chunk
                     return
@@ -187,8 +188,9 @@ class StreamStore:
                 if time.monotonic() > give_up:
                     raise cause from None
 
-    def _follow_subscribed(self, pubsub: redis.client.PubSub, job_id: str, last: int, deadline: float | None,
-                           is_over: Callable[[], bool] | None, poll_s: float) -> Iterator[StreamChunk]:
+    def _follow_subscribed(self, pubsub: redis.client.PubSub, job_id: str, last: int, timeout_s: float | None,
+                           deadline: float | None, is_over: Callable[[], bool] | None,
+                           poll_s: float) -> Iterator[StreamChunk]:
         while True:
             # Catch up from the record: the first time, and whenever the channel skipped a seq.
             for chunk in self.replay(job_id, last):
@@ -203,7 +205,7 @@ class StreamStore:
                         yield from self.replay(job_id, last)  # whatever landed just before the end
                         return
                     if deadline is not None and time.monotonic() > deadline:
-                        raise TimeoutError(f"no end of stream for job {job_id} within the wait timeout")
+                        raise TimeoutError(f"no end of stream for job {job_id} within {timeout_s} s")
                     break  # quiet: re-check the record in case a message was lost
                 chunk = StreamChunk.model_validate_json(message["data"])
                 if chunk.seq <= last:
