@@ -21,7 +21,7 @@ from typing import Iterator
 from bench.api_load import LoadGenerator
 from bench.resident_engine import ResidentEngine, wait_for_free_gpu
 from bench.stats import cpu_seconds
-from tests.support.processes import BENCH_LOG_LEVEL, start_redis, start_stack
+from tests.support.processes import BENCH_LOG_LEVEL, api_server, start_redis, start_stack
 
 GPU_SHARE = 0.42  # of the GPU's memory for each of the two engines loaded side by side
 
@@ -147,7 +147,8 @@ def run(options: P1Options) -> Iterator[dict]:
     try:
         stack = start_stack(work, redis_url, model_path, ["--gpu", "0"] if options.gpu else ["--cpu"], model=model,
                             api_workers=options.api_workers,
-                            api_threads=options.concurrency // max(1, options.api_workers) + 32, log_level=BENCH_LOG_LEVEL,
+                            api_threads=options.concurrency // max(1, options.api_workers) + 32,
+                            log_level=BENCH_LOG_LEVEL,
                             env={"MAOOCR_WORKER__BATCHED_INTAKE": "false"} if options.stock_intake else None)
         resident = ResidentEngine(stack.config, gpu=options.gpu)
         load = LoadGenerator(stack.base_url, client_processes)
@@ -170,7 +171,7 @@ def run(options: P1Options) -> Iterator[dict]:
     common = {"concurrency": options.concurrency, "max_tokens": options.max_tokens,
               "prompt_words": options.prompt_words, "device": "gpu" if options.gpu else "cpu",
               "stream_interval": options.extra_model.get("stream_interval", "engine default"),
-              "api": f"gunicorn gthread x{options.api_workers}" if options.api_workers else "maoocr api (1 process)",
+              "api": api_server(options.api_workers),
               "rounds": options.rounds, "warm_up": "one full-size round per path",
               "intake": "stock" if options.stock_intake else "batched",
               "client_processes": client_processes,

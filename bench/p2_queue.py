@@ -24,8 +24,8 @@ import requests
 from bench.echo_worker import ECHO_QUEUE, ECHO_TASK, create_echo_app
 from bench.resident_engine import ResidentEngine, wait_for_free_gpu
 from bench.stats import closed_loop_rate, cpu_seconds, summary_ms
-from tests.support.processes import (BENCH_LOG_LEVEL, service_env, start_module, start_redis, start_stack,
-                                     wait_until, write_config)
+from tests.support.processes import (BENCH_LOG_LEVEL, api_server, service_env, start_module, start_redis,
+                                     start_stack, wait_until, write_config)
 
 MAX_NUM_SEQS = 64  # the LLM worker's thread pool width (max_num_seqs); the echo worker gets the same
 
@@ -194,7 +194,7 @@ def run(options: P2Options) -> list[dict]:
     common = {"concurrency": options.concurrency, "latency_jobs": options.latency_jobs,
               "throughput_jobs": options.throughput_jobs,
               "job": f"generation, max_tokens=1, tiny demo model, {'gpu' if options.gpu else 'cpu'}",
-              "api": f"gunicorn gthread x{options.api_workers}" if options.api_workers else "maoocr api (1 process)"}
+              "api": api_server(options.api_workers)}
     return [
         {"metric": "p2_api_latency_p50_ms", "value": ours["p50_ms"], **ours, **common},
         {"metric": "p2_echo_latency_p50_ms", "value": echo_r["p50_ms"], **echo_r, **common},

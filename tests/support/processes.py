@@ -148,6 +148,11 @@ class Stack:
             proc.stop()
 
 
+def api_server(api_workers: int) -> str:
+    """How start_stack serves the API, for benchmark output."""
+    return f"gunicorn gthread x{api_workers}" if api_workers else "maoocr api (1 process)"
+
+
 def start_stack(workdir: Path, redis_url: str, model_path: str, worker_args: list[str] | None = None,
                 ocr_worker: bool = False, model: dict | None = None, env: dict[str, str] | None = None,
                 extra_models: dict[str, dict] | None = None, api_workers: int = 0, api_threads: int = 64,
