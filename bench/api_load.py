@@ -1,5 +1,6 @@
 """P1's load generator: one round of `POST /api/generate` requests, fired at one agreed moment from several client
-processes, each with a thread per request of its share.
+processes, each with a thread per client slot of its share. A slot sends its jobs one after another, each when the
+previous one is answered: one job per slot is a burst, several keep that many jobs in flight (sustained load).
 
 From one process (512 `requests` threads on one GIL) a round's job records were created over 0.68-1.07 s on the lent
 H100 host, so the "queue's arrival spread" was partly the client's own Python. Real load comes from many clients.
@@ -17,6 +18,8 @@ from dataclasses import dataclass
 import requests
 
 START_DELAY_S = 1.0  # every client process has its threads waiting before the round starts
+
+Job = tuple[str, int]  # prompt, max_tokens
 
 
 @dataclass
@@ -37,9 +40,14 @@ class LoadGenerator:
             future.result()  # all processes started (each took one) before the first round
 
     def round(self, texts: list[str], max_tokens: int) -> RoundResult:
+        """A burst: every prompt sent at once."""
+        return self.slots([[(text, max_tokens)] for text in texts])
+
+    def slots(self, slots: list[list[Job]]) -> RoundResult:
+        """Every slot starts at once and sends its jobs one after another."""
         start_at = time.time() + START_DELAY_S
-        shares = [texts[i::self.processes] for i in range(self.processes)]
-        futures = [self.pool.submit(_fire, self.base_url, share, max_tokens, start_at) for share in shares if share]
+        shares = [slots[i::self.processes] for i in range(self.processes)]
+        futures = [self.pool.submit(_fire, self.base_url, share, start_at) for share in shares if share]
         parts = [future.result() for future in futures]
         errors = [e for part in parts for e in part[2]]
         if errors:  # counted and reported with the figures, not hidden and not fatal to the run
@@ -55,9 +63,8 @@ class LoadGenerator:
 _session: requests.Session | None = None  # one per client process, kept across rounds
 
 
-def _fire(base_url: str, texts: list[str], max_tokens: int, start_at: float
-          ) -> tuple[int, list[str], list[str], float]:
-    """In a client process: every request of its share at `start_at`; (tokens, job ids, errors, last reply time)."""
+def _fire(base_url: str, slots: list[list[Job]], start_at: float) -> tuple[int, list[str], list[str], float]:
+    """In a client process: every slot of its share from `start_at`; (tokens, job ids, errors, last reply time)."""
     global _session
     if _session is None:
         _session = requests.Session()
@@ -66,8 +73,7 @@ def _fire(base_url: str, texts: list[str], max_tokens: int, start_at: float
     job_ids: list[str] = []
     errors: list[str] = []
 
-    def one(prompt: str) -> int:
-        time.sleep(max(0.0, start_at - time.time()))
+    def one(prompt: str, max_tokens: int) -> int:
         try:
             reply = session.post(base_url + "/api/generate", timeout=1200, json={
                 "prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "ignore_eos": True, "wait": True})
@@ -79,6 +85,10 @@ def _fire(base_url: str, texts: list[str], max_tokens: int, start_at: float
             errors.append(f"{type(exc).__name__}: {exc}"[:300])
             return 0
 
-    with ThreadPoolExecutor(len(texts)) as pool:
-        tokens = sum(pool.map(one, texts))
+    def slot(jobs: list[Job]) -> int:
+        time.sleep(max(0.0, start_at - time.time()))
+        return sum(one(prompt, max_tokens) for prompt, max_tokens in jobs)
+
+    with ThreadPoolExecutor(len(slots)) as pool:
+        tokens = sum(pool.map(slot, slots))
     return tokens, job_ids, errors, time.time()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import subprocess
 import sys
 import tempfile
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from bench.api_load import LoadGenerator
+from bench.api_load import Job, LoadGenerator
 from bench.resident_engine import ResidentEngine, wait_for_free_gpu
 from bench.stats import cpu_seconds
 from tests.support.processes import BENCH_LOG_LEVEL, api_server, start_redis, start_stack
@@ -41,6 +42,8 @@ class P1Options:
     rounds: int = 3  # measured rounds per path, alternating
     client_processes: int = 0  # processes firing the API requests (0: min(8, cores)); see bench.api_load
     stock_intake: bool = False  # the worker with kombu's one-message-per-round-trip intake (worker.batched_intake off)
+    sustained: int = 0  # >0: after the bursts, rounds where each of `concurrency` slots sends this many jobs in turn
+    sustained_rounds: int = 2
     extra_model: dict = field(default_factory=dict)
 
 
@@ -54,27 +57,47 @@ def prompts(options: P1Options, count: int | None = None, first: int = 0) -> lis
             for i in range(first, first + count)]
 
 
-async def _direct(engine, texts: list[str], max_tokens: int, model: str, delays: list[float] | None = None) -> int:
+def burst(texts: list[str], max_tokens: int) -> list[list[Job]]:
+    """One job per slot: every prompt at once."""
+    return [[(text, max_tokens)] for text in texts]
+
+
+def sustained_slots(options: P1Options, first: int) -> list[list[Job]]:
+    """`options.concurrency` slots of `options.sustained` jobs each, with output lengths spread evenly over
+    [max_tokens / 2, 3 * max_tokens / 2] (mean max_tokens) in a fixed pseudo-random order: jobs of one length
+    would all end on the same engine step and arrive again together, a burst in disguise; real jobs differ."""
+    count = options.concurrency * options.sustained
+    texts = prompts(options, count, first)
+    low, high = options.max_tokens // 2, options.max_tokens * 3 // 2
+    lengths = [low + (high - low) * i // max(1, count - 1) for i in range(count)]
+    random.Random(first).shuffle(lengths)
+    jobs = list(zip(texts, lengths))
+    return [jobs[i::options.concurrency] for i in range(options.concurrency)]
+
+
+async def _direct(engine, slots: list[list[Job]], model: str, delays: list[float] | None = None) -> int:
     from maoocr.protocol.generation import GenerationParams
 
-    async def one(i: int, prompt: str) -> int:
+    async def one(i: int, jobs: list[Job]) -> int:
         if delays:
             await asyncio.sleep(delays[i % len(delays)])
-        params = GenerationParams(model=model, prompt=prompt, max_tokens=max_tokens, temperature=0, ignore_eos=True)
         tokens = 0
-        async for step in engine.generate(params, f"direct-{i}-{time.monotonic_ns()}"):
-            tokens += sum(d.token_count for d in step.deltas)
+        for prompt, max_tokens in jobs:
+            params = GenerationParams(model=model, prompt=prompt, max_tokens=max_tokens, temperature=0,
+                                      ignore_eos=True)
+            async for step in engine.generate(params, f"direct-{i}-{time.monotonic_ns()}"):
+                tokens += sum(d.token_count for d in step.deltas)
         return tokens
 
-    return sum(await asyncio.gather(*(one(i, p) for i, p in enumerate(texts))))
+    return sum(await asyncio.gather(*(one(i, jobs) for i, jobs in enumerate(slots))))
 
 
-def directly(resident: ResidentEngine, texts: list[str], max_tokens: int,
-             delays: list[float] | None = None) -> tuple[float, int, float]:
-    """The engine alone on these prompts, all at once (or each after its delay): seconds, tokens, CPU seconds of
-    this process (the engine core is another process; the API client threads are idle meanwhile)."""
+def directly(resident: ResidentEngine, slots: list[list[Job]], delays: list[float] | None = None
+             ) -> tuple[float, int, float]:
+    """The engine alone on these slots, all starting at once (or each after its delay): seconds, tokens, CPU seconds
+    of this process (the engine core is another process; the API client threads are idle meanwhile)."""
     start, cpu = time.perf_counter(), time.process_time()
-    tokens = resident.run(_direct(resident.engine, texts, max_tokens, resident.model, delays))
+    tokens = resident.run(_direct(resident.engine, slots, resident.model, delays))
     return time.perf_counter() - start, tokens, time.process_time() - cpu
 
 
@@ -102,24 +125,23 @@ class Tally:
         return round(1e6 * self.cpu_s / max(1, self.tokens), 2)
 
 
-def measure_rounds(options: P1Options, stack, load: LoadGenerator, resident: ResidentEngine
+def measure_rounds(stack, load: LoadGenerator, resident: ResidentEngine, workloads: list[list[list[Job]]]
                    ) -> tuple[Tally, Tally, int]:
-    """`options.rounds` rounds, each giving one fresh set of prompts to both paths, in alternating order.
+    """Each workload given to both paths, in alternating order.
 
     Both engines stay loaded side by side (neither runs while the other is timed), so the two paths are timed
     minutes, not a model load, apart: the lent H100 drifted by ±20 % between single runs of the same engine.
-    Every prompt set is new to both engines (no prefix-cache head start for either).
+    Every workload's prompts are new to both engines (no prefix-cache head start for either).
     """
     worker_pid = next(p.popen.pid for p in stack.procs if p.name == "worker")
     api, direct, failed = Tally(), Tally(), 0
-    for r in range(options.rounds):
-        texts = prompts(options, first=(r + 2) * options.concurrency)  # sets 0 and 1 are the warm-ups'
+    for r, slots in enumerate(workloads):
         for path in (("api", "direct") if r % 2 == 0 else ("direct", "api")):
             if path == "direct":
-                direct.add(*directly(resident, texts, options.max_tokens))
+                direct.add(*directly(resident, slots))
                 continue
             cpu = cpu_seconds(worker_pid, children=False)  # its engine core is another process
-            result = load.round(texts, options.max_tokens)
+            result = load.slots(slots)
             api.add(result.seconds, result.tokens, cpu_seconds(worker_pid, children=False) - cpu)
             api.timelines.append(job_timeline(stack.redis_url, result.job_ids))
             failed += result.failed
@@ -142,6 +164,14 @@ def run(options: P1Options) -> Iterator[dict]:
     # Other prompts than the measured ones, so the engine's prefix cache gives neither path a head start.
     warmup = prompts(options, first=options.concurrency)
     client_processes = options.client_processes or min(8, os.cpu_count() or 1)
+    common = {"concurrency": options.concurrency, "max_tokens": options.max_tokens,
+              "prompt_words": options.prompt_words, "device": "gpu" if options.gpu else "cpu",
+              "stream_interval": options.extra_model.get("stream_interval", "engine default"),
+              "api": api_server(options.api_workers),
+              "rounds": options.rounds, "warm_up": "one full-size round per path",
+              "intake": "stock" if options.stock_intake else "batched",
+              "client_processes": client_processes,
+              **({"gpu_memory_utilization": model["gpu_memory_utilization"]} if options.gpu else {})}
     redis_proc, redis_url = start_redis(work / "redis")
     stack = resident = load = None
     try:
@@ -153,13 +183,24 @@ def run(options: P1Options) -> Iterator[dict]:
         resident = ResidentEngine(stack.config, gpu=options.gpu)
         load = LoadGenerator(stack.base_url, client_processes)
         load.round(warmup, options.max_tokens)
-        directly(resident, warmup, options.max_tokens)
-        api, direct, api_failed = measure_rounds(options, stack, load, resident)
+        directly(resident, burst(warmup, options.max_tokens))
+        # Prompt sets 0 and 1 are the warm-ups'; each round takes the next.
+        bursts = [burst(prompts(options, first=(r + 2) * options.concurrency), options.max_tokens)
+                  for r in range(options.rounds)]
+        api, direct, api_failed = measure_rounds(stack, load, resident, bursts)
+        next_set = (options.rounds + 2) * options.concurrency
         staggered = None
         if api.timelines[-1]:
             # Fresh prompts again: the rounds' are in the direct engine's prefix cache now.
-            staggered = directly(resident, prompts(options, first=(options.rounds + 2) * options.concurrency),
-                                 options.max_tokens, api.timelines[-1]["start_offsets"])
+            staggered = directly(resident, burst(prompts(options, first=next_set), options.max_tokens),
+                                 api.timelines[-1]["start_offsets"])
+        next_set += options.concurrency
+        yield from burst_figures(api, direct, api_failed, staggered, common)
+        if options.sustained:
+            per_round = options.concurrency * options.sustained
+            sustained = measure_rounds(stack, load, resident, [sustained_slots(options, next_set + r * per_round)
+                                                               for r in range(options.sustained_rounds)])
+            yield from sustained_figures(options, *sustained, common)
     finally:
         if load is not None:
             load.close()
@@ -168,16 +209,30 @@ def run(options: P1Options) -> Iterator[dict]:
         if stack is not None:
             stack.stop()
         redis_proc.stop()
-    common = {"concurrency": options.concurrency, "max_tokens": options.max_tokens,
-              "prompt_words": options.prompt_words, "device": "gpu" if options.gpu else "cpu",
-              "stream_interval": options.extra_model.get("stream_interval", "engine default"),
-              "api": api_server(options.api_workers),
-              "rounds": options.rounds, "warm_up": "one full-size round per path",
-              "intake": "stock" if options.stock_intake else "batched",
-              "client_processes": client_processes,
-              **({"gpu_memory_utilization": model["gpu_memory_utilization"]} if options.gpu else {})}
+    if options.direct_every_token:
+        wait_for_free_gpu(options.gpu)
+        every = ResidentEngine(stack_config(work), gpu=options.gpu, stream_interval=1)
+        try:
+            directly(every, burst(warmup, options.max_tokens))
+            seconds, tokens, _ = directly(every, burst(prompts(options), options.max_tokens))
+        finally:
+            every.close()
+        yield {"metric": "p1_direct_every_token_output_tok_s", "value": round(tokens / seconds, 1),
+               "seconds": round(seconds, 3), "note": "the engine directly with stream_interval 1 (after the rounds)",
+               **common}
+        yield {"metric": "p1_api_vs_direct_every_token_ratio", "value": round(api.rate / (tokens / seconds), 3),
+               **common}
+    if options.offline:
+        wait_for_free_gpu(options.gpu)
+        offline = offline_generate(stack_config(work), prompts(options), options.max_tokens)
+        yield {"metric": "p1_offline_output_tok_s", **offline, **common}
+        yield {"metric": "p1_api_vs_offline_ratio", "value": round(api.rate / offline["value"], 3), **common}
+
+
+def burst_figures(api: Tally, direct: Tally, failed: int, staggered: tuple[float, int, float] | None, common: dict
+                  ) -> Iterator[dict]:
     yield {"metric": "p1_api_output_tok_s", "value": round(api.rate, 1), "tokens": api.tokens,
-           "seconds": round(api.seconds, 3), "per_round": api.rates, "failed_requests": api_failed, **common}
+           "seconds": round(api.seconds, 3), "per_round": api.rates, "failed_requests": failed, **common}
     # The front end's own CPU (its engine core is another process): the queue's per-token cost shows here first.
     yield {"metric": "p1_front_end_cpu_ms_per_1k_tokens", "value": api.cpu_ms_per_1k(), "worker": api.cpu_ms_per_1k(),
            "direct": direct.cpu_ms_per_1k(), "worker_per_round": api.cpu_ms_per_1k_rounds,
@@ -196,24 +251,23 @@ def run(options: P1Options) -> Iterator[dict]:
     per_round = [round(a / d, 3) for a, d in zip(api.rates, direct.rates)]
     yield {"metric": "p1_batching_ratio", "value": round(api.rate / direct.rate, 3), "goal": ">= 0.90",
            "per_round": per_round, "median_round": sorted(per_round)[len(per_round) // 2], **common}
-    if options.direct_every_token:
-        wait_for_free_gpu(options.gpu)
-        every = ResidentEngine(stack_config(work), gpu=options.gpu, stream_interval=1)
-        try:
-            directly(every, warmup, options.max_tokens)
-            seconds, tokens, _ = directly(every, prompts(options), options.max_tokens)
-        finally:
-            every.close()
-        yield {"metric": "p1_direct_every_token_output_tok_s", "value": round(tokens / seconds, 1),
-               "seconds": round(seconds, 3), "note": "the engine directly with stream_interval 1 (after the rounds)",
-               **common}
-        yield {"metric": "p1_api_vs_direct_every_token_ratio", "value": round(api.rate / (tokens / seconds), 3),
-               **common}
-    if options.offline:
-        wait_for_free_gpu(options.gpu)
-        offline = offline_generate(stack_config(work), prompts(options), options.max_tokens)
-        yield {"metric": "p1_offline_output_tok_s", **offline, **common}
-        yield {"metric": "p1_api_vs_offline_ratio", "value": round(api.rate / offline["value"], 3), **common}
+
+
+def sustained_figures(options: P1Options, api: Tally, direct: Tally, failed: int, common: dict) -> Iterator[dict]:
+    shape = {"jobs_per_slot": options.sustained, "sustained_rounds": options.sustained_rounds,
+             "max_tokens_range": [options.max_tokens // 2, options.max_tokens * 3 // 2]}
+    yield {"metric": "p1_sustained_api_output_tok_s", "value": round(api.rate, 1), "tokens": api.tokens,
+           "seconds": round(api.seconds, 3), "per_round": api.rates, "failed_requests": failed,
+           "queue_wait_p50_per_round": [t.get("queue_wait_p50") for t in api.timelines],
+           "queue_wait_max_per_round": [t.get("queue_wait_max") for t in api.timelines],
+           "front_end_cpu_ms_per_1k_tokens": api.cpu_ms_per_1k(), **shape, **common}
+    yield {"metric": "p1_sustained_direct_output_tok_s", "value": round(direct.rate, 1), "tokens": direct.tokens,
+           "seconds": round(direct.seconds, 3), "per_round": direct.rates,
+           "front_end_cpu_ms_per_1k_tokens": direct.cpu_ms_per_1k(), **shape, **common}
+    per_round = [round(a / d, 3) for a, d in zip(api.rates, direct.rates)]
+    yield {"metric": "p1_sustained_ratio", "value": round(api.rate / direct.rate, 3), "per_round": per_round,
+           "note": "each slot sends its next job when the previous one is answered; not P1's burst definition",
+           **shape, **common}
 
 
 def job_timeline(redis_url: str, job_ids: list[str]) -> dict:

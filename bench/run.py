@@ -24,7 +24,8 @@ def _p1(args) -> list[dict]:
         load_format="dummy" if args.dummy else "auto", max_model_len=args.max_model_len,
         prompt_words=args.prompt_words or (256 if args.dummy else 0), offline=args.offline,
         extra_model=extra, direct_every_token=args.direct_every_token, api_workers=args.api_workers,
-        rounds=args.rounds, client_processes=args.client_processes, stock_intake=args.stock_intake)
+        rounds=args.rounds, client_processes=args.client_processes, stock_intake=args.stock_intake,
+        sustained=args.sustained, sustained_rounds=args.sustained_rounds)
     return p1_batching.run(options)
 
 
@@ -82,6 +83,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--client-processes", type=int, default=0,
                         help="P1: processes firing the API requests (default: min(8, cores))")
     parser.add_argument("--rounds", type=int, default=3, help="P1: measured rounds per path (alternating)")
+    parser.add_argument("--sustained", type=int, default=0, metavar="K",
+                        help="P1: after the bursts, rounds where each of --concurrency clients sends K jobs in turn "
+                             "(output lengths spread over max_tokens/2..3*max_tokens/2)")
+    parser.add_argument("--sustained-rounds", type=int, default=2, help="P1: measured sustained rounds per path")
     parser.add_argument("--stream-interval", type=int, help="P1: the engine's stream_interval (default: its own)")
     parser.add_argument("--api-workers", type=int, default=0,
                         help="P1, P2: serve the API with gunicorn gthread, this many processes (default 0: one "
