@@ -19,6 +19,7 @@ from maoocr.protocol.jobs import TERMINAL, JobError, JobKind, JobRecord, JobStat
 JOB_KEY = "maoocr:job:{}"
 DONE_CHANNEL = "maoocr:job:{}:done"
 CANCEL_CHANNEL = "maoocr:control:cancel"
+TAKEN_OVER = "taken_over"  # a fenced transition's "status before": the job is another worker's now
 # "<kind>:<status>" → jobs in that state now (queued, running) or ended so far (terminal ones): for /metrics.
 JOB_STATS_KEY = "maoocr:stats:jobs"
 
@@ -45,17 +46,21 @@ return 1
 """
 
 # Check-and-set in one step so two writers (a worker and a cancelling API call, or a redelivered task)
-# can never both move a job out of the same state.
+# can never both move a job out of the same state. With a fence (a worker's identity, ARGV[4]; '' for none) the
+# job must also still be that worker's: one whose job was taken over gets TAKEN_OVER and writes nothing.
+# ARGV: allowed statuses (comma-separated), ttl, publish ('1' for terminal states), fence, 'status', the new
+# status, then other field/value pairs.
 _TRANSITION = _COUNT + """
 local cur = redis.call('HGET', KEYS[1], 'status')
 if not cur then return {0, ''} end
 local ok = false
 for s in string.gmatch(ARGV[1], '[^,]+') do if s == cur then ok = true end end
 if not ok then return {0, cur} end
-for i = 4, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+if ARGV[4] ~= '' and redis.call('HGET', KEYS[1], 'worker') ~= ARGV[4] then return {0, '""" + TAKEN_OVER + """'} end
+for i = 5, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
-if ARGV[5] ~= cur then count(cur, ARGV[5]) end
-if ARGV[3] == '1' then redis.call('PUBLISH', KEYS[1] .. ':done', ARGV[4 + 1]) end
+if ARGV[6] ~= cur then count(cur, ARGV[6]) end
+if ARGV[3] == '1' then redis.call('PUBLISH', KEYS[1] .. ':done', ARGV[6]) end
 return {1, cur}
 """
 
@@ -166,15 +171,16 @@ class JobStore:
         _check_found(job_id, status is not None, record_owner, owner)
         return status
 
-    def transition(self, job_id: str, allowed_from: Iterable[JobStatus], to: JobStatus,
+    def transition(self, job_id: str, allowed_from: Iterable[JobStatus], to: JobStatus, fence: str | None = None,
                    **fields: Any) -> tuple[bool, str]:
-        """Move a job to `to` if it is in one of `allowed_from`. Returns (moved, status before)."""
+        """Move a job to `to` if it is in one of `allowed_from` (and, with a `fence`, still run by that worker).
+        Returns (moved, status before), or (False, TAKEN_OVER) when the fence kept the move out."""
         fields["status"] = to
         if to in TERMINAL:
             fields.setdefault("finished_at", time.time())
         encoded = encode_fields(fields)
-        # status first: the script publishes the first value on the done channel for terminal states
-        args = [",".join(allowed_from), self.ttl_s, "1" if to in TERMINAL else "0", "status", encoded.pop("status")]
+        args = [",".join(allowed_from), self.ttl_s, "1" if to in TERMINAL else "0", fence or "", "status",
+                encoded.pop("status")]
         for key, value in encoded.items():
             args += [key, value]
         moved, before = self._transition(keys=[JOB_KEY.format(job_id)], args=args)

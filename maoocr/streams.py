@@ -7,10 +7,11 @@ without losing or repeating a chunk.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from json.encoder import encode_basestring  # JSON string literal, non-ASCII kept (C speed)
 from typing import Callable, Iterator, Union
@@ -20,28 +21,39 @@ import redis
 from maoocr.protocol.generation import StreamChunk
 from maoocr.redis_client import subscribe_confirmed
 
+log = logging.getLogger(__name__)
+
 CHANNEL = "maoocr:stream:{}"
 REPLAY_KEY = "maoocr:stream:{}:replay"
 _SEQ_PLACEHOLDER = '"seq":-1'
 OUTAGE_WAIT_S = 600.0  # how long a follower waits for Redis to come back mid-stream (Redis commands wait as long)
 
-# ARGV: ttl, batch id, then (job_id, chunk JSON with "seq":-1) pairs. Returns the seq given to each chunk, or -1
-# for a chunk of a job this batch id was already appended to: redis-py (and the stream writer) send a write again
-# after a lost reply, and Redis may have run it (e.g. a reply lost as Redis shut down): the second run must not
-# append the chunks twice. Each job's stream keeps the ids of the batches appended to it, with the stream's TTL.
+# ARGV: ttl, batch id, fence, then (job_id, chunk JSON with "seq":-1) pairs. Returns the seq given to each chunk,
+# -1 for a chunk of a job this batch id was already appended to, or -2 for one the fence kept out.
+# - Idempotent: redis-py (and the stream writer) send a write again after a lost reply, and Redis may have run it
+#   (e.g. a reply lost as Redis shut down): the second run must not append the chunks twice. Each job's stream keeps
+#   the ids of the batches appended to it, with the stream's TTL.
+# - Fenced: with a fence (a worker's identity; '' for none) a job's chunks go in only while its record (JobStore's
+#   maoocr:job:<id>) names that worker, so a worker whose job was taken over (it was cut off from Redis, or frozen,
+#   longer than its heartbeat lived) cannot write into the stream of the attempt that replaced it.
 _APPEND = """
 local ttl = tonumber(ARGV[1])
 local batch = ARGV[2]
-local fresh = {}
+local fence = ARGV[3]
+local state = {}
 local out = {}
-for i = 3, #ARGV, 2 do
+for i = 4, #ARGV, 2 do
   local job = ARGV[i]
-  if fresh[job] == nil then
-    local batches = 'maoocr:stream:' .. job .. ':batches'
-    fresh[job] = redis.call('SADD', batches, batch) == 1
-    redis.call('EXPIRE', batches, ttl)
+  if state[job] == nil then
+    if fence ~= '' and redis.call('HGET', 'maoocr:job:' .. job, 'worker') ~= fence then
+      state[job] = -2
+    else
+      local batches = 'maoocr:stream:' .. job .. ':batches'
+      state[job] = redis.call('SADD', batches, batch) == 1 and 0 or -1
+      redis.call('EXPIRE', batches, ttl)
+    end
   end
-  if fresh[job] then
+  if state[job] == 0 then
     local key = 'maoocr:stream:' .. job .. ':replay'
     local seq = redis.call('LLEN', key)
     local payload = string.gsub(ARGV[i + 1], '"seq":%-1', '"seq":' .. seq, 1)
@@ -50,11 +62,12 @@ for i = 3, #ARGV, 2 do
     redis.call('PUBLISH', 'maoocr:stream:' .. job, payload)
     out[#out + 1] = seq
   else
-    out[#out + 1] = -1
+    out[#out + 1] = state[job]
   end
 end
 return out
 """
+FENCED = -2  # StreamStore.append's seq for a chunk the fence kept out
 
 
 def new_batch_id() -> str:
@@ -120,14 +133,16 @@ class StreamStore:
         self.ttl_s = ttl_s
         self._append = client.register_script(_APPEND)
 
-    def append(self, chunks: list[Outgoing], batch_id: str | None = None) -> list[int]:
-        """Append chunks (of one or many jobs) in one round trip; returns their seqs (-1: already appended).
+    def append(self, chunks: list[Outgoing], batch_id: str | None = None, fence: str | None = None) -> list[int]:
+        """Append chunks (of one or many jobs) in one round trip; returns their seqs (-1: already appended;
+        FENCED: kept out by the fence).
 
         `batch_id` names this write: calling again with the same one (a retry after an error) appends nothing
-        that the first call appended. A fresh one is made when none is given."""
+        that the first call appended. A fresh one is made when none is given. `fence` (a worker's identity)
+        appends a job's chunks only while the job's record names that worker."""
         if not chunks:
             return []
-        args: list[str | int] = [self.ttl_s, batch_id or new_batch_id()]
+        args: list[str | int] = [self.ttl_s, batch_id or new_batch_id(), fence or ""]
         for chunk in chunks:
             args += [chunk.job_id, _encode(chunk)]
         return [int(seq) for seq in self._append(args=args)]
@@ -263,9 +278,10 @@ class StreamWriter:
     is in flight the next one accumulates (roughly one batch per engine step under load).
     """
 
-    def __init__(self, store: StreamStore, max_batch: int = 4096) -> None:
+    def __init__(self, store: StreamStore, max_batch: int = 4096, fence: str | None = None) -> None:
         self.store = store
         self.max_batch = max_batch
+        self.fence = fence  # the worker's identity: its jobs' chunks go in only while their records name it
         self._pending: deque[Outgoing] = deque()
         self._cond = threading.Condition()
         self._idle = False  # the writer thread waits for chunks: only then does a publisher need to wake it
@@ -274,6 +290,8 @@ class StreamWriter:
         self.batches = 0
         self.chunks = 0  # published
         self.written = 0  # appended to Redis, after coalescing
+        self.fenced = 0  # kept out: their jobs had been taken over by another worker
+        self._fenced_jobs: OrderedDict[str, None] = OrderedDict()  # recent ones, for the log
         self._thread = threading.Thread(target=self._run, name="maoocr-stream-writer", daemon=True)
         self._thread.start()
 
@@ -332,9 +350,18 @@ class StreamWriter:
         batch_id = new_batch_id()  # the same for every try: a try Redis ran but whose reply was lost counts once
         while True:
             try:
-                self.store.append(batch, batch_id)
-                return
+                seqs = self.store.append(batch, batch_id, self.fence)
+                break
             except (redis.ConnectionError, redis.TimeoutError):
                 # Redis is away: keep the chunks (nothing accepted is dropped) and retry with back-off.
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
+        if FENCED in seqs:  # rare: one look at C speed on the per-batch path
+            self.fenced += seqs.count(FENCED)
+            for job_id in dict.fromkeys(chunk.job_id for chunk, seq in zip(batch, seqs) if seq == FENCED):
+                if job_id not in self._fenced_jobs:  # said once per job, not once per batch
+                    log.warning("job=%s taken over by another worker: this worker's stream chunks are dropped",
+                                job_id)
+                self._fenced_jobs[job_id] = None
+                while len(self._fenced_jobs) > 1000:
+                    self._fenced_jobs.popitem(last=False)

@@ -6,6 +6,8 @@ without touching the session stack.
 
 from __future__ import annotations
 
+import json
+import os
 import signal
 import time
 
@@ -13,7 +15,7 @@ import pytest
 import redis
 import requests
 
-from bench.reliability import KillOptions, Services, check_stream, mid_stream, run_kill_test
+from bench.reliability import DoneCounter, KillOptions, Services, check_stream, mid_stream, run_kill_test
 from tests.support.processes import start_redis
 
 TERMINAL = ("succeeded", "failed", "cancelled")
@@ -96,4 +98,49 @@ def test_sigterm_finishes_or_hands_back_jobs_within_the_grace(tmp_path, own_redi
             assert check_stream(client, record) == []
         assert all(job(services.base_url, r["id"])["attempts"] == 2 for r in handed_back)
     finally:
+        services.stop()
+
+
+def jobs_done(client: redis.Redis, worker: str) -> int:
+    """How many jobs that worker has ended, from its heartbeat."""
+    return json.loads(client.get(f"maoocr:worker:{worker}") or "{}").get("jobs_done", 0)
+
+
+def test_a_worker_frozen_past_its_heartbeat_writes_nothing_into_the_job_that_replaced_it(
+        tmp_path, own_redis, tiny_model):
+    """A worker stopped mid-job (a long pause, a VM freeze) long enough for its job to be taken over, then
+    resumed: it runs its own attempt on to the end, but neither its chunks nor its outcome reach the job."""
+    services = Services(tmp_path, own_redis, str(tiny_model), {"redelivery_timeout_s": 4})
+    services.env["MAOOCR_TTLS__HEARTBEAT_S"] = "3"
+    client = redis.Redis.from_url(own_redis, decode_responses=True)
+    counter = DoneCounter(client)
+    frozen = None
+    try:
+        services.start_workers(("llm",))
+        frozen = services.workers["llm"]  # "llm-1"
+        job_id = generate(services.base_url, 1000, seed=7)
+        wait_for(lambda: mid_stream(client, [job_id]) >= 1, 120, "the job never started streaming")
+        os.killpg(frozen.popen.pid, signal.SIGSTOP)  # the worker and its engine core
+        services.start_workers(("llm",))  # "llm-2": takes the job over once llm-1's heartbeat has expired
+        wait_for(lambda: job(services.base_url, job_id)["status"] in TERMINAL, 180, "the takeover never finished")
+        record = job(services.base_url, job_id)
+        assert record["status"] == "succeeded" and record["attempts"] == 2, record
+        assert client.hget(f"maoocr:job:{job_id}", "worker").startswith("llm-2 ")
+        assert check_stream(client, record) == []
+
+        os.killpg(frozen.popen.pid, signal.SIGCONT)
+        wait_for(lambda: jobs_done(client, "llm-1") >= 1, 120, "the resumed worker never ended its attempt")
+        time.sleep(2)  # its outcome and last stream batch are written right after it counts the job done
+        assert job(services.base_url, job_id) == record  # outcome unchanged
+        assert check_stream(client, record) == []  # no chunk of the old attempt after the takeover
+        assert counter.counts[job_id] == 1  # one terminal transition
+        assert "taken over by another worker" in frozen.log.read_text()
+    finally:
+        counter.stop()
+        if frozen is not None:
+            try:
+                os.killpg(frozen.popen.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            frozen.popen.wait()
         services.stop()

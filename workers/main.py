@@ -74,16 +74,18 @@ def main(argv: list[str] | None = None) -> int:
     # Kills the engine core if this process dies without stopping it (it would keep its memory otherwise).
     reaper = watch_descendants()  # noqa: F841 -- kept alive for its pipe
     client = connect(settings.redis_url, patient=True)  # rides out a Redis outage rather than failing jobs
-    host = EngineHost(create_engine(settings, model, plan), JobStore(client, settings.ttls.job_s),
-                      StreamWriter(StreamStore(client, settings.ttls.stream_s)), client,
-                      stamp_chunks=settings.stream_timestamps,
-                      engine_factory=lambda: create_engine(settings, model, plan))
-    host.start()
-    metrics_port = start_metrics(settings, args, [EngineLoadCollector(model, host.runner.load)])
+    metrics_port: int | None = None
     heartbeat = Heartbeat(client, name, settings.ttls.heartbeat_s,
                           lambda: {"kind": "llm", "queue": queue, "concurrency": concurrency, "gpu": args.gpu,
                                    "metrics_port": metrics_port, **host.describe()})
-    host.worker = heartbeat.identity  # jobs are claimed under this process's heartbeat
+    # Jobs are claimed under this process's heartbeat identity, and their streams and outcomes are written only
+    # while their records still name it (a job taken over from this worker is the new one's alone).
+    host = EngineHost(create_engine(settings, model, plan), JobStore(client, settings.ttls.job_s),
+                      StreamWriter(StreamStore(client, settings.ttls.stream_s), fence=heartbeat.identity), client,
+                      stamp_chunks=settings.stream_timestamps, worker=heartbeat.identity,
+                      engine_factory=lambda: create_engine(settings, model, plan))
+    host.start()
+    metrics_port = start_metrics(settings, args, [EngineLoadCollector(model, host.runner.load)])
     heartbeat.start()
     log.warning("worker %s: engine ready", name)
 

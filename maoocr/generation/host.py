@@ -94,7 +94,7 @@ class EngineHost:
             exc = EngineError(f"the engine died while running this job ({type(exc).__name__}: {exc}); "
                               "the worker is reloading it", code="engine_dead")
             self._reload(engine)
-        self.runner.finish(job_id, task.params, acc, exc)
+        self.runner.finish(job_id, task.params, acc, exc, worker=self.worker)
 
     def drain(self) -> None:
         """Shutdown grace is over: abort every running request; their jobs are handed back to the queue."""

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from maoocr.engines.base import LLMEngine
 from maoocr.errors import MaoOCRError
 from maoocr.generation.resume import Resume
-from maoocr.jobs import JobStore, error_fields
+from maoocr.jobs import TAKEN_OVER, JobStore, error_fields
 from maoocr.metrics import GENERATED_TOKENS, PROMPT_TOKENS, observe_latency, observe_queue_wait
 from maoocr.protocol.generation import Choice, GenerationParams, GenerationResult, StreamChunk, Usage
 from maoocr.streams import StreamWriter, TokenDelta
@@ -156,14 +156,17 @@ class GenerationRunner:
         self.writer.wake()
 
     def finish(self, job_id: str, params: GenerationParams, acc: _Accumulated | None,
-               exc: BaseException | None) -> None:
-        """Store the outcome (only if the job is still ours) and end the stream."""
+               exc: BaseException | None, worker: str | None = None) -> None:
+        """Store the outcome and end the stream, only if the job is still ours: with `worker` (the identity it
+        was claimed under), a job another worker took over meanwhile is left to that worker."""
         self.cancel_requested.pop(job_id, None)
         if exc is not None:
             level = logging.INFO if isinstance(exc, MaoOCRError) else logging.ERROR
             log.log(level, "job=%s failed: %s", job_id, exc, exc_info=not isinstance(exc, MaoOCRError))
             fields = error_fields(exc)
-            moved, before = self.jobs.transition(job_id, ("running",), "failed", **fields)
+            moved, before = self.jobs.transition(job_id, ("running",), "failed", fence=worker, **fields)
+            if self._taken_over(job_id, before):
+                return
             self._end(job_id, "cancelled" if before == "cancelled" else "error", None,
                       None if before == "cancelled" else fields["error"])
             self._observe_end(job_id, "failed" if moved else before)
@@ -177,10 +180,21 @@ class GenerationRunner:
             choices=[Choice(index=i, text="".join(acc.texts.get(i, [])), finish_reason=acc.reasons.get(i),
                             completion_tokens=acc.tokens.get(i, 0)) for i in range(params.n)])
         moved, before = (False, "cancelled") if acc.cancelled else self.jobs.transition(
-            job_id, ("running",), "succeeded", result=result.model_dump())
+            job_id, ("running",), "succeeded", fence=worker, result=result.model_dump())
+        if self._taken_over(job_id, before):
+            return
         reason = result.choices[0].finish_reason if moved else before
         self._end(job_id, reason, usage, None)
         self._observe_end(job_id, "succeeded" if moved else before)
+
+    def _taken_over(self, job_id: str, before: str) -> bool:
+        if before != TAKEN_OVER:
+            return False
+        # Its stream is the new attempt's too: this attempt's outcome and end chunk are dropped, not written.
+        log.warning("job=%s was taken over by another worker while it ran here: this attempt's outcome is dropped",
+                    job_id)
+        self._created_at.pop(job_id, None)
+        return True
 
     def _observe_end(self, job_id: str, status: str) -> None:
         created_at = self._created_at.pop(job_id, None)
