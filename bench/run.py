@@ -1,4 +1,4 @@
-"""`maoocr bench [--only p1,intake,complexity,reliability]`: runs benchmarks and prints one JSON line per figure."""
+"""`maoocr bench [--only p1,p2,p3,p4,intake,claims,complexity,reliability]`: runs benchmarks and prints one JSON line per figure."""
 
 from __future__ import annotations
 
@@ -35,6 +35,12 @@ def _intake(args) -> list[dict]:
     return intake.run(intake.IntakeOptions())
 
 
+def _claims(args) -> list[dict]:
+    from bench import burst_claims
+
+    return burst_claims.run()
+
+
 def _complexity(args) -> list[dict]:
     from bench import complexity_bench
 
@@ -65,7 +71,8 @@ def _p4(args) -> list[dict]:
     return p4_ocr.run(p4_ocr.P4Options())
 
 
-BENCHMARKS = {"p1": _p1, "p2": _p2, "p3": _p3, "p4": _p4, "intake": _intake, "complexity": _complexity,
+BENCHMARKS = {"p1": _p1, "p2": _p2, "p3": _p3, "p4": _p4, "intake": _intake, "claims": _claims,
+              "complexity": _complexity,
               "reliability": _reliability}
 
 

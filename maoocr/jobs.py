@@ -10,6 +10,7 @@ from typing import Any, Callable, Iterable, NamedTuple
 
 import redis
 
+from maoocr.combined_calls import CombinedCalls
 from maoocr.job_events import JobDoneListener
 from maoocr.streams import StreamStore
 from maoocr.errors import JobNotFound, MaoOCRError
@@ -145,6 +146,9 @@ class JobStore:
         self._transition = client.register_script(_TRANSITION)
         self._claim = client.register_script(_CLAIM)
         self._release = client.register_script(_RELEASE)
+        # A burst brings many creates (API threads), claims and outcomes (worker threads) at once: one round trip
+        # carries all that arrive while the one before is in flight.
+        self._combined = CombinedCalls(client)
         self._listener: JobDoneListener | None = None
 
     def create(self, kind: JobKind, *, model: str | None = None, owner: str | None = None,
@@ -158,7 +162,7 @@ class JobStore:
         args: list[str | int] = [self.ttl_s, f"{kind}:queued", message]
         for field_name, value in encode_fields(record.model_dump(exclude_none=True)).items():
             args += [field_name, value]
-        self._create(keys=[JOB_KEY.format(record.id), queue], args=args)
+        self._combined.call(self._create, [JOB_KEY.format(record.id), queue], args)
         return record
 
     def get(self, job_id: str, owner: str | None = None) -> JobRecord:
@@ -183,15 +187,15 @@ class JobStore:
                 encoded.pop("status")]
         for key, value in encoded.items():
             args += [key, value]
-        moved, before = self._transition(keys=[JOB_KEY.format(job_id)], args=args)
+        moved, before = self._combined.call(self._transition, [JOB_KEY.format(job_id)], args)
         return bool(moved), before
 
     def claim(self, job_id: str, worker: str) -> Claim:
         """Take a job to run: its attempt number and the status before, or attempt 0 and why not. A redelivered
         job whose worker is alive is 'busy' (the caller waits); one whose worker died is taken over with the
         next attempt."""
-        attempt, before, created, previous = self._claim(keys=[JOB_KEY.format(job_id)],
-                                                         args=[worker, self.ttl_s, time.time()])
+        attempt, before, created, previous = self._combined.call(self._claim, [JOB_KEY.format(job_id)],
+                                                                 [worker, self.ttl_s, time.time()])
         return Claim(int(attempt), before, float(created or 0.0), previous)
 
     def release(self, job_id: str, worker: str) -> bool:
