@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 import uuid
@@ -49,30 +50,38 @@ return 1
 # Check-and-set in one step so two writers (a worker and a cancelling API call, or a redelivered task)
 # can never both move a job out of the same state. With a fence (a worker's identity, ARGV[4]; '' for none) the
 # job must also still be that worker's: one whose job was taken over gets TAKEN_OVER and writes nothing.
-# ARGV: allowed statuses (comma-separated), ttl, publish ('1' for terminal states), fence, 'status', the new
-# status, then other field/value pairs.
+# Safe to run twice: redis-py sends a command (a pipeline: all of its commands) again when a reply is lost, and
+# Redis may have run it. The record keeps the last move's call id and the status before it, and a second run of
+# that call answers what the first did (a claim below does the same).
+# ARGV: allowed statuses (comma-separated), ttl, publish ('1' for terminal states), fence, call id, 'status', the
+# new status, then other field/value pairs.
 _TRANSITION = _COUNT + """
-local cur = redis.call('HGET', KEYS[1], 'status')
+local found = redis.call('HMGET', KEYS[1], 'status', 'worker', 'move_call', 'move_before')
+local cur = found[1]
 if not cur then return {0, ''} end
+if found[3] == ARGV[5] then return {1, found[4]} end
+if ARGV[4] ~= '' and found[2] ~= ARGV[4] then return {0, '""" + TAKEN_OVER + """'} end
 local ok = false
 for s in string.gmatch(ARGV[1], '[^,]+') do if s == cur then ok = true end end
 if not ok then return {0, cur} end
-if ARGV[4] ~= '' and redis.call('HGET', KEYS[1], 'worker') ~= ARGV[4] then return {0, '""" + TAKEN_OVER + """'} end
-for i = 5, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+for i = 6, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('HSET', KEYS[1], 'move_call', ARGV[5], 'move_before', cur)
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
-if ARGV[6] ~= cur then count(cur, ARGV[6]) end
-if ARGV[3] == '1' then redis.call('PUBLISH', KEYS[1] .. ':done', ARGV[6]) end
+if ARGV[7] ~= cur then count(cur, ARGV[7]) end
+if ARGV[3] == '1' then redis.call('PUBLISH', KEYS[1] .. ':done', ARGV[7]) end
 return {1, cur}
 """
 
 # queued → running for a worker, or a running job whose worker is gone (its heartbeat expired, or it is a new
 # incarnation under the same name): the attempt number, or 0 and why not ('busy': its worker is alive); then the
-# record's created_at and the worker it had (one round trip: the claim is on every job's path).
-# ARGV: "<worker name> <instance token>", ttl, started_at.
+# record's created_at and the worker it had (one round trip: the claim is on every job's path). Run twice with the
+# same call id (a resend), it answers the first run's answer instead of 'busy' for the claim it made itself.
+# ARGV: "<worker name> <instance token>", ttl, started_at, call id.
 _CLAIM = _COUNT + """
-local found = redis.call('HMGET', KEYS[1], 'status', 'worker', 'created_at')
+local found = redis.call('HMGET', KEYS[1], 'status', 'worker', 'created_at', 'claim_call', 'claim_answer')
 local cur, owner, created = found[1], found[2] or '', found[3] or ''
 if not cur then return {0, 'missing', '', ''} end
+if found[4] == ARGV[4] then return cjson.decode(found[5]) end
 if cur == 'running' then
   local name, token = string.match(owner, '^(%S+) (%S+)$')
   if name then
@@ -84,9 +93,11 @@ elseif cur ~= 'queued' then
 end
 if cur == 'queued' then count('queued', 'running') end
 local attempt = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-redis.call('HSET', KEYS[1], 'status', 'running', 'worker', ARGV[1], 'started_at', ARGV[3])
+local answer = {attempt, cur, created, owner}
+redis.call('HSET', KEYS[1], 'status', 'running', 'worker', ARGV[1], 'started_at', ARGV[3],
+           'claim_call', ARGV[4], 'claim_answer', cjson.encode(answer))
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
-return {attempt, cur, created, owner}
+return answer
 """
 
 # running → queued, only by the worker that runs it (a stopping worker hands its job back).
@@ -116,6 +127,11 @@ TaskMessage = Callable[[dict, str], str]
 
 def new_job_id() -> str:
     return uuid.uuid4().hex
+
+
+def new_call_id() -> str:
+    """Names one claim or move, so a resend of it (a lost reply) is answered, not run again."""
+    return os.urandom(8).hex()
 
 
 def encode_fields(fields: dict[str, Any]) -> dict[str, str]:
@@ -183,8 +199,8 @@ class JobStore:
         if to in TERMINAL:
             fields.setdefault("finished_at", time.time())
         encoded = encode_fields(fields)
-        args = [",".join(allowed_from), self.ttl_s, "1" if to in TERMINAL else "0", fence or "", "status",
-                encoded.pop("status")]
+        args = [",".join(allowed_from), self.ttl_s, "1" if to in TERMINAL else "0", fence or "", new_call_id(),
+                "status", encoded.pop("status")]
         for key, value in encoded.items():
             args += [key, value]
         moved, before = self._combined.call(self._transition, [JOB_KEY.format(job_id)], args)
@@ -195,7 +211,7 @@ class JobStore:
         job whose worker is alive is 'busy' (the caller waits); one whose worker died is taken over with the
         next attempt."""
         attempt, before, created, previous = self._combined.call(self._claim, [JOB_KEY.format(job_id)],
-                                                                 [worker, self.ttl_s, time.time()])
+                                                                 [worker, self.ttl_s, time.time(), new_call_id()])
         return Claim(int(attempt), before, float(created or 0.0), previous)
 
     def release(self, job_id: str, worker: str) -> bool:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import threading
+import time
 
 import pytest
 import redis
 
 from maoocr.combined_calls import CombinedCalls
+from maoocr.jobs import JOB_KEY, JobStore
+from maoocr.redis_client import connect
 
 # Sleeps inside Redis (a busy loop: Lua has no sleep) so that calls made meanwhile queue up behind it.
 SLOW_INCR = """
@@ -18,24 +22,32 @@ return redis.call('INCRBY', KEYS[1], ARGV[1])
 """
 
 
-def call_from_threads(combined: CombinedCalls, script, calls: list[tuple[str, str]]) -> list:
-    """Every call from its own thread, all released at once; each thread's answer or exception, in order."""
+def in_threads(calls: list, hold: tuple | None = None) -> list:
+    """Each call (a function) from its own thread, all let go at once; each answer or exception, in order.
+    `hold` = (combined, script): one slow call sent first, so that all the others wait for the next round trip."""
     answers: list = [None] * len(calls)
     go = threading.Event()
 
-    def one(i: int, key: str, arg: str) -> None:
+    def one(i: int) -> None:
         go.wait()
         try:
-            answers[i] = combined.call(script, [key], [arg, 2000])
+            answers[i] = calls[i]()
         except redis.RedisError as exc:
             answers[i] = exc
 
-    threads = [threading.Thread(target=one, args=(i, *c)) for i, c in enumerate(calls)]
+    holder = None
+    if hold is not None:
+        combined, script = hold
+        holder = threading.Thread(target=combined.call, args=(script, ["combined:hold"], ["1", 300_000]), daemon=True)
+        holder.start()
+        time.sleep(0.05)  # its round trip is in flight
+    threads = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(len(calls))]
     for thread in threads:
         thread.start()
     go.set()
-    for thread in threads:
+    for thread in threads + ([holder] if holder else []):
         thread.join(30)
+        assert not thread.is_alive(), "a combined call never returned"
     return answers
 
 
@@ -44,7 +56,7 @@ def test_concurrent_calls_share_round_trips_and_keep_their_own_answers(redis_cli
     script = redis_client.register_script(SLOW_INCR)
     calls = [(f"combined:{i % 10}", "1") for i in range(200)] + [("combined:x", "fail")] * 3
 
-    answers = call_from_threads(combined, script, calls)
+    answers = in_threads([lambda k=k, a=a: combined.call(script, [k], [a, 2000]) for k, a in calls])
 
     assert [int(redis_client.get(f"combined:{k}")) for k in range(10)] == [20] * 10
     for key in range(10):  # each key's 20 increments answered 1..20, once each
@@ -54,12 +66,72 @@ def test_concurrent_calls_share_round_trips_and_keep_their_own_answers(redis_cli
     assert combined.round_trips < len(calls) / 4, combined.round_trips
 
 
-def test_a_lone_call_and_a_flushed_script_behave_as_a_direct_call(redis_client):
+def test_a_lone_call_behaves_as_a_direct_call(redis_client):
     combined = CombinedCalls(redis_client)
     script = redis_client.register_script(SLOW_INCR)
     assert combined.call(script, ["combined:lone"], ["5", 0]) == 5
-    redis_client.script_flush()  # Redis lost its scripts (a restart): batched calls load them again
-    assert call_from_threads(combined, script, [("combined:lone", "1")] * 20)[-1] is not None
-    assert int(redis_client.get("combined:lone")) == 25
     with pytest.raises(redis.ResponseError, match="asked to fail"):
         combined.call(script, ["combined:lone"], ["fail", 0])
+    with pytest.raises(redis.DataError):
+        combined.call(script, ["combined:lone"], [None, 0])
+    assert combined.round_trips == 3
+
+
+def test_scripts_redis_lost_are_loaded_once_and_sent_again(redis_client):
+    combined = CombinedCalls(redis_client)
+    hold = redis_client.register_script(SLOW_INCR)
+    hold(keys=["combined:hold"], args=["1", 0])  # loaded; the one under test is not (a restarted Redis)
+    fresh = redis_client.register_script(SLOW_INCR + "-- another script")
+    assert redis_client.script_exists(fresh.sha) == [False]
+
+    answers = in_threads([lambda: combined.call(fresh, ["combined:fresh"], ["1", 0])] * 10, hold=(combined, hold))
+
+    assert sorted(answers) == list(range(1, 11))
+    assert combined.round_trips == 2  # the held call alone, then the ten in one pipeline that met NOSCRIPT
+
+
+def test_one_bad_argument_fails_its_own_call_only(redis_client):
+    combined = CombinedCalls(redis_client)
+    script = redis_client.register_script(SLOW_INCR)
+    calls = [lambda: combined.call(script, ["combined:bad"], ["1", 0])] * 3
+    calls.append(lambda: combined.call(script, ["combined:bad"], [None, 0]))
+    try:
+        answers = in_threads(calls, hold=(combined, script))
+    except redis.DataError as exc:  # not a RedisError subclass in every redis-py: keep the failure readable
+        pytest.fail(f"DataError escaped: {exc}")
+    assert sorted(answers[:3]) == [1, 2, 3]
+    assert int(redis_client.get("combined:bad")) == 3
+
+
+def test_a_pipeline_sent_again_after_a_lost_reply_claims_each_job_once(redis_url, monkeypatch):
+    """redis-py sends a whole pipeline again when its connection breaks mid-reply, so calls that already ran run
+    twice: each claim must still answer its first attempt (not 'busy' for itself), each move its first answer."""
+    client = connect(redis_url, patient=True)  # the worker's client: it sends a command again after a lost reply
+    client.set("maoocr:worker:w1", json.dumps({"instance": "tok"}))
+    jobs = JobStore(client, 600)
+    ids = [jobs.create("generation", model="m").id for _ in range(8)]
+    warm = jobs.create("generation", model="m").id  # a lone claim and move: Redis has both scripts loaded, so the
+    jobs.claim(warm, "w1 tok")  # broken pipeline runs them (rather than answering NOSCRIPT)
+    jobs.transition(warm, ("running",), "succeeded", fence="w1 tok")
+    broken = {"replies": 0}
+    parse = redis.client.Pipeline.parse_response
+
+    def reply_lost_after_three(self, connection, command_name, **options):
+        broken["replies"] += 1
+        if broken["replies"] == 4:
+            raise redis.ConnectionError("connection reset (injected after 3 replies were read)")
+        return parse(self, connection, command_name, **options)
+
+    monkeypatch.setattr(redis.client.Pipeline, "parse_response", reply_lost_after_three)
+    hold = (jobs._combined, client.register_script(SLOW_INCR))
+
+    claims = in_threads([lambda j=j: jobs.claim(j, "w1 tok") for j in ids], hold=hold)
+    assert broken["replies"] > 8  # the pipeline was sent again
+    assert [(c.attempt, c.before) for c in claims] == [(1, "queued")] * 8
+    assert [client.hget(JOB_KEY.format(j), "attempts") for j in ids] == ["1"] * 8
+
+    broken["replies"] = 0
+    moves = in_threads([lambda j=j: jobs.transition(j, ("running",), "succeeded", fence="w1 tok") for j in ids],
+                       hold=hold)
+    assert broken["replies"] > 8
+    assert moves == [(True, "running")] * 8
