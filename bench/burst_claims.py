@@ -16,7 +16,7 @@ from pathlib import Path
 import redis
 
 from bench.holding_worker import busy_engine_loop
-from maoocr.jobs import JOB_KEY, JobStore
+from maoocr.jobs import JOB_KEY, JobStore, new_call_id
 from tests.support.processes import start_redis
 
 WORKER = "llm-1 0123abcd"
@@ -35,7 +35,7 @@ def one_round(client: redis.Redis, combined: bool, jobs: int) -> tuple[float, fl
         if combined:
             store.claim(job_id, WORKER)
         else:  # what JobStore.claim did before its calls were combined: the script, one round trip per thread
-            store._claim(keys=[JOB_KEY.format(job_id)], args=[WORKER, 600, time.time()])
+            store._claim(keys=[JOB_KEY.format(job_id)], args=[WORKER, 600, time.time(), new_call_id()])
         answered.append(time.perf_counter())
 
     threads = [threading.Thread(target=claim, args=(job_id,)) for job_id in ids]
