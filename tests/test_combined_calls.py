@@ -135,3 +135,11 @@ def test_a_pipeline_sent_again_after_a_lost_reply_claims_each_job_once(redis_url
                        hold=hold)
     assert broken["replies"] > 8
     assert moves == [(True, "running")] * 8
+
+
+def test_the_claims_benchmark_claims_every_job_both_ways():
+    from bench import burst_claims
+
+    figures = {f["metric"]: f for f in burst_claims.run(jobs=32, rounds=1)}
+    assert set(figures) == {"claims_per_thread_last_s", "claims_combined_last_s", "claims_combined_speedup"}
+    assert figures["claims_per_thread_last_s"]["value"] > 0 and figures["claims_combined_last_s"]["value"] > 0
