@@ -47,7 +47,7 @@ class LoadGenerator:
         """Every slot starts at once and sends its jobs one after another."""
         start_at = time.time() + START_DELAY_S
         shares = [slots[i::self.processes] for i in range(self.processes)]
-        futures = [self.pool.submit(_fire, self.base_url, share, start_at) for share in shares if share]
+        futures = [self.pool.submit(fire, self.base_url, share, start_at) for share in shares if share]
         parts = [future.result() for future in futures]
         errors = [e for part in parts for e in part[2]]
         if errors:  # counted and reported with the figures, not hidden and not fatal to the run
@@ -63,7 +63,7 @@ class LoadGenerator:
 _session: requests.Session | None = None  # one per client process, kept across rounds
 
 
-def _fire(base_url: str, slots: list[list[Job]], start_at: float) -> tuple[int, list[str], list[str], float]:
+def fire(base_url: str, slots: list[list[Job]], start_at: float) -> tuple[int, list[str], list[str], float]:
     """In a client process: every slot of its share from `start_at`; (tokens, job ids, errors, last reply time)."""
     global _session
     if _session is None:

@@ -1,4 +1,4 @@
-"""`maoocr bench [--only p1,p2,p3,p4,intake,claims,complexity,reliability]`: runs benchmarks and prints one JSON line per figure."""
+"""`maoocr bench [--only p1,p2,p3,p4,intake,claims,burst_end,complexity,reliability]`: runs benchmarks and prints one JSON line per figure."""
 
 from __future__ import annotations
 
@@ -41,6 +41,12 @@ def _claims(args) -> list[dict]:
     return burst_claims.run()
 
 
+def _burst_end(args) -> list[dict]:
+    from bench import burst_end
+
+    return burst_end.run(burst_end.BurstEndOptions(api_workers=args.api_workers))
+
+
 def _complexity(args) -> list[dict]:
     from bench import complexity_bench
 
@@ -72,8 +78,7 @@ def _p4(args) -> list[dict]:
 
 
 BENCHMARKS = {"p1": _p1, "p2": _p2, "p3": _p3, "p4": _p4, "intake": _intake, "claims": _claims,
-              "complexity": _complexity,
-              "reliability": _reliability}
+              "burst_end": _burst_end, "complexity": _complexity, "reliability": _reliability}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sustained-rounds", type=int, default=2, help="P1: measured sustained rounds per path")
     parser.add_argument("--stream-interval", type=int, help="P1: the engine's stream_interval (default: its own)")
     parser.add_argument("--api-workers", type=int, default=0,
-                        help="P1, P2: serve the API with gunicorn gthread, this many processes (default 0: one "
+                        help="P1, P2, burst_end: serve the API with gunicorn gthread, this many processes (default 0: one "
                              "`maoocr api` process)")
     parser.add_argument("--direct-every-token", action="store_true",
                         help="P1: also time the engine directly with stream_interval 1 (a delta per token)")

@@ -27,8 +27,8 @@ class RoundTripLost(RuntimeError):
 class _Call:
     __slots__ = ("script", "keys", "args", "done", "lead", "result", "error")
 
-    def __init__(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> None:
-        self.script = script
+    def __init__(self, script: Script | None, keys: Sequence[str], args: Sequence[Any]) -> None:
+        self.script = script  # None: `args` is a plain command
         self.keys = keys
         self.args = args
         self.done = threading.Event()
@@ -58,7 +58,13 @@ class CombinedCalls:
         self.round_trips = 0  # for tests and benchmarks: how many batches (pipelines or lone calls) were sent
 
     def call(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        own = _Call(script, keys, args)
+        return self._submit(_Call(script, keys, args))
+
+    def command(self, *args: Any) -> Any:
+        """A plain command (`command("HGETALL", key)`), answered as `client.execute_command` would answer it."""
+        return self._submit(_Call(None, (), args))
+
+    def _submit(self, own: _Call) -> Any:
         with self._lock:
             self._waiting.append(own)
             lead = not self._in_flight
@@ -102,13 +108,13 @@ class CombinedCalls:
     def _send(self, batch: list[_Call]) -> None:
         self.round_trips += 1
         if len(batch) == 1:  # as a direct call: EVALSHA, loading the script only if Redis lacks it
-            _send_alone(batch[0])
+            self._send_alone(batch[0])
             return
         try:
             results = self._pipeline(batch)
         except redis.DataError:  # an argument Redis cannot take: raised before anything was sent
             for item in batch:
-                _send_alone(item)
+                self._send_alone(item)
             return
         except Exception as exc:  # the round trip failed (after the client's own retries): every call fails
             for item in batch:
@@ -131,15 +137,20 @@ class CombinedCalls:
     def _pipeline(self, batch: list[_Call]) -> list[Any]:
         with self.client.pipeline(transaction=False) as pipe:
             for item in batch:
-                pipe.evalsha(item.script.sha, len(item.keys), *item.keys, *item.args)
+                if item.script is None:
+                    pipe.execute_command(*item.args)
+                else:
+                    pipe.evalsha(item.script.sha, len(item.keys), *item.keys, *item.args)
             return pipe.execute(raise_on_error=False)
 
-
-def _send_alone(item: _Call) -> None:
-    try:
-        item.answer(item.script(keys=item.keys, args=item.args))
-    except Exception as exc:
-        item.error = exc
+    def _send_alone(self, item: _Call) -> None:
+        try:
+            if item.script is None:
+                item.answer(self.client.execute_command(*item.args))
+            else:
+                item.answer(item.script(keys=item.keys, args=item.args))
+        except Exception as exc:
+            item.error = exc
 
 
 def _outcome(item: _Call) -> Any:

@@ -182,12 +182,12 @@ class JobStore:
         return record
 
     def get(self, job_id: str, owner: str | None = None) -> JobRecord:
-        raw = self.redis.hgetall(JOB_KEY.format(job_id))
+        raw = self._combined.command("HGETALL", JOB_KEY.format(job_id))
         _check_found(job_id, bool(raw), raw.get("owner"), owner)
         return decode_record(raw)
 
     def _status(self, job_id: str, owner: str | None = None) -> str:
-        status, record_owner = self.redis.hmget(JOB_KEY.format(job_id), "status", "owner")
+        status, record_owner = self._combined.command("HMGET", JOB_KEY.format(job_id), "status", "owner")
         _check_found(job_id, status is not None, record_owner, owner)
         return status
 
@@ -224,17 +224,23 @@ class JobStore:
         event = listener.register(job_id)
         try:
             deadline = time.monotonic() + timeout_s
-            while True:
-                # Read after registering, so a transition between the two cannot be missed. The status alone
-                # until the job has ended: the whole record is read (and decoded) once.
-                if self._status(job_id, owner) in TERMINAL:
-                    return self.get(job_id, owner)
+            # Read after registering, so a transition between the two cannot be missed. The status alone while
+            # the job runs; once the done event came, the whole record at once (it has ended: one read, not two).
+            status = self._status(job_id, owner)
+            while status not in TERMINAL:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise TimeoutError(f"job {job_id} did not finish within {timeout_s} s")
                 # Re-read now and then anyway: a done event sent while Redis was away is lost.
-                event.wait(min(remaining, 5.0))
-                event.clear()
+                if event.wait(min(remaining, 5.0)):
+                    event.clear()
+                    record = self.get(job_id, owner)
+                    if record.status in TERMINAL:
+                        return record
+                    status = record.status
+                else:
+                    status = self._status(job_id, owner)
+            return self.get(job_id, owner)
         finally:
             listener.unregister(job_id, event)
 

@@ -12,6 +12,7 @@ import redis
 from maoocr.combined_calls import CombinedCalls
 from maoocr.jobs import JOB_KEY, JobStore
 from maoocr.redis_client import connect
+from tests.support.processes import start_redis
 
 # Sleeps inside Redis (a busy loop: Lua has no sleep) so that calls made meanwhile queue up behind it.
 SLOW_INCR = """
@@ -103,10 +104,18 @@ def test_one_bad_argument_fails_its_own_call_only(redis_client):
     assert int(redis_client.get("combined:bad")) == 3
 
 
-def test_a_pipeline_sent_again_after_a_lost_reply_claims_each_job_once(redis_url, monkeypatch):
+@pytest.fixture
+def own_redis(tmp_path):
+    """A Redis of this test's own: its worker heartbeat must not reach the session stack's /readyz."""
+    proc, url = start_redis(tmp_path / "redis")
+    yield url
+    proc.stop()
+
+
+def test_a_pipeline_sent_again_after_a_lost_reply_claims_each_job_once(own_redis, monkeypatch):
     """redis-py sends a whole pipeline again when its connection breaks mid-reply, so calls that already ran run
     twice: each claim must still answer its first attempt (not 'busy' for itself), each move its first answer."""
-    client = connect(redis_url, patient=True)  # the worker's client: it sends a command again after a lost reply
+    client = connect(own_redis, patient=True)  # the worker's client: it sends a command again after a lost reply
     client.set("maoocr:worker:w1", json.dumps({"instance": "tok"}))
     jobs = JobStore(client, 600)
     ids = [jobs.create("generation", model="m").id for _ in range(8)]
