@@ -1,7 +1,8 @@
 """The end of a burst at the API: N requests wait (`POST /api/generate`, `"wait": true`) on jobs that all end at the
 same moment, as a burst's jobs of one length end on the same engine step; seconds from the last job's end to the
-last reply, and the API's CPU per request (the whole request: create, wait, answer). The jobs are ended from here (claim, then the worker's own transition, from N threads at once), so the
-API's side of P1's round end is measured alone: done events, record reads, answers.
+last reply, and the API's CPU per request (the whole request: create, wait, answer). The jobs are ended from here
+(claim, then the worker's own transition, from N threads at once), so the API's side of P1's round end is measured
+alone: done events, record reads, answers.
 """
 
 from __future__ import annotations

@@ -152,3 +152,12 @@ def test_the_claims_benchmark_claims_every_job_both_ways():
     figures = {f["metric"]: f for f in burst_claims.run(jobs=32, rounds=1)}
     assert set(figures) == {"claims_per_thread_last_s", "claims_combined_last_s", "claims_combined_speedup"}
     assert figures["claims_per_thread_last_s"]["value"] > 0 and figures["claims_combined_last_s"]["value"] > 0
+
+
+def test_the_burst_end_benchmark_answers_every_waiting_request():
+    from bench import burst_end
+
+    [figure] = burst_end.run(burst_end.BurstEndOptions(jobs=16, rounds=1, client_processes=1))
+    assert figure["metric"] == "burst_end_tail_s" and figure["value"] >= 0
+    [round_] = figure["rounds"]
+    assert round_["api_cpu_ms_per_request"] > 0
