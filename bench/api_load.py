@@ -12,7 +12,7 @@ import json
 import multiprocessing
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import requests
@@ -45,9 +45,7 @@ class LoadGenerator:
 
     def slots(self, slots: list[list[Job]]) -> RoundResult:
         """Every slot starts at once and sends its jobs one after another."""
-        start_at = time.time() + START_DELAY_S
-        shares = [slots[i::self.processes] for i in range(self.processes)]
-        futures = [self.pool.submit(fire, self.base_url, share, start_at) for share in shares if share]
+        start_at, futures = self.fire(slots)
         parts = [future.result() for future in futures]
         errors = [e for part in parts for e in part[2]]
         if errors:  # counted and reported with the figures, not hidden and not fatal to the run
@@ -55,6 +53,13 @@ class LoadGenerator:
                   file=sys.stderr, flush=True)
         return RoundResult(seconds=max(part[3] for part in parts) - start_at, tokens=sum(part[0] for part in parts),
                            failed=len(errors), job_ids=[j for part in parts for j in part[1]])
+
+    def fire(self, slots: list[list[Job]]) -> tuple[float, list[Future]]:
+        """Start a round without waiting for it: the agreed start time, and a future per client process whose
+        result is `(tokens, job ids, errors, last reply time)`."""
+        start_at = time.time() + START_DELAY_S
+        shares = [slots[i::self.processes] for i in range(self.processes)]
+        return start_at, [self.pool.submit(fire, self.base_url, share, start_at) for share in shares if share]
 
     def close(self) -> None:
         self.pool.shutdown(cancel_futures=True)

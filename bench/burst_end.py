@@ -17,12 +17,12 @@ from pathlib import Path
 
 import redis
 
-from bench.api_load import LoadGenerator, fire
+from bench.api_load import LoadGenerator
 from bench.stats import cpu_seconds
 from maoocr.embedded import free_port
 from maoocr.jobs import JobStore
 from maoocr.protocol.generation import Choice, GenerationResult, Usage
-from tests.support.processes import (BENCH_LOG_LEVEL, api_server, service_env, start_module, start_redis, wait_http,
+from tests.support.processes import (BENCH_LOG_LEVEL, api_server, service_env, start_api, start_redis, wait_http,
                                      wait_until, write_config)
 
 WORKER = "bench-worker 0123abcd"
@@ -38,14 +38,11 @@ class BurstEndOptions:
     client_processes: int = 2
 
 
-def one_round(client: redis.Redis, jobs: JobStore, load: LoadGenerator, base_url: str, n: int, api_pid: int) -> dict:
+def one_round(client: redis.Redis, jobs: JobStore, load: LoadGenerator, n: int, api_pid: int) -> dict:
     for key in client.scan_iter("maoocr:job:*"):
         client.delete(key)
     cpu = cpu_seconds(api_pid)
-    start_at = time.time() + 1.0
-    slots = [[("hi", 1)]] * n  # one job per client slot: a burst
-    shares = [slots[i::load.processes] for i in range(load.processes)]
-    futures = [load.pool.submit(fire, base_url, share, start_at) for share in shares if share]
+    _, futures = load.fire([[("hi", 1)]] * n)  # one job per client slot: a burst
     wait_until(lambda: sum(1 for _ in client.scan_iter("maoocr:job:*", count=1000)) >= n, [], timeout_s=60)
     time.sleep(1.0)  # every request is waiting on its job by now
     ids = [key.split(":")[2] for key in client.scan_iter("maoocr:job:*", count=1000)]
@@ -81,12 +78,7 @@ def run(options: BurstEndOptions) -> list[dict]:
     env = service_env(config, work / "tmp")
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
-    if options.api_workers:
-        api = start_module("api", "gunicorn", ["--worker-class", "gthread", "--workers", str(options.api_workers),
-                                               "--threads", "256", "--backlog", "2048", "--bind", f"127.0.0.1:{port}",
-                                               "api.server:create_wsgi_app()"], env, work / "logs")
-    else:
-        api = start_module("api", "api.server", ["--host", "127.0.0.1", "--port", str(port)], env, work / "logs")
+    api = start_api(port, env, work / "logs", options.api_workers, api_threads=256)  # a thread per waiting request
     client = redis.Redis.from_url(url, decode_responses=True, max_connections=options.jobs + 16)
     # A live heartbeat for the model's queue: the API accepts jobs only for models a worker serves.
     client.set("maoocr:worker:bench-worker", json.dumps({"instance": "0123abcd", "kind": "llm", "model": "demo",
@@ -96,7 +88,7 @@ def run(options: BurstEndOptions) -> list[dict]:
         wait_http(base_url + "/healthz", [api])
         load = LoadGenerator(base_url, options.client_processes)
         jobs = JobStore(client, 600)
-        rounds = [one_round(client, jobs, load, base_url, options.jobs, api.popen.pid) for _ in range(options.rounds)]
+        rounds = [one_round(client, jobs, load, options.jobs, api.popen.pid) for _ in range(options.rounds)]
     finally:
         if load is not None:
             load.close()

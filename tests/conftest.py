@@ -20,6 +20,15 @@ def redis_url(tmp_path_factory) -> str:
 
 
 @pytest.fixture
+def own_redis(tmp_path) -> str:
+    """A Redis of this test's own, for tests whose keys (e.g. a worker heartbeat) or kills must not reach the
+    session stack."""
+    proc, url = start_redis(tmp_path / "redis")
+    yield url
+    proc.stop()
+
+
+@pytest.fixture
 def redis_client(redis_url) -> redis.Redis:
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     yield client

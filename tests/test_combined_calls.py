@@ -12,7 +12,6 @@ import redis
 from maoocr.combined_calls import CombinedCalls
 from maoocr.jobs import JOB_KEY, JobStore
 from maoocr.redis_client import connect
-from tests.support.processes import start_redis
 
 # Sleeps inside Redis (a busy loop: Lua has no sleep) so that calls made meanwhile queue up behind it.
 SLOW_INCR = """
@@ -102,14 +101,6 @@ def test_one_bad_argument_fails_its_own_call_only(redis_client):
         pytest.fail(f"DataError escaped: {exc}")
     assert sorted(answers[:3]) == [1, 2, 3]
     assert int(redis_client.get("combined:bad")) == 3
-
-
-@pytest.fixture
-def own_redis(tmp_path):
-    """A Redis of this test's own: its worker heartbeat must not reach the session stack's /readyz."""
-    proc, url = start_redis(tmp_path / "redis")
-    yield url
-    proc.stop()
 
 
 def test_a_pipeline_sent_again_after_a_lost_reply_claims_each_job_once(own_redis, monkeypatch):

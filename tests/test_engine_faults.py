@@ -12,20 +12,11 @@ import signal
 import time
 from pathlib import Path
 
-import pytest
 import redis
 
 from bench.reliability import Services, mid_stream
 from maoocr.engines.reaper import descendants
-from tests.support.processes import start_redis
 from tests.test_reliability import TERMINAL, generate, job, wait_for
-
-
-@pytest.fixture
-def own_redis(tmp_path):
-    proc, url = start_redis(tmp_path / "redis")
-    yield url
-    proc.stop()
 
 
 def engine_core_pids(worker_pid: int) -> list[int]:

@@ -15,16 +15,8 @@ import redis
 import requests
 
 from bench.reliability import DoneCounter, KillOptions, Services, check_stream, mid_stream, run_kill_test
-from tests.support.processes import start_redis
 
 TERMINAL = ("succeeded", "failed", "cancelled")
-
-
-@pytest.fixture
-def own_redis(tmp_path):
-    proc, url = start_redis(tmp_path / "redis")
-    yield url
-    proc.stop()
 
 
 def generate(base_url: str, max_tokens: int, **extra) -> str:

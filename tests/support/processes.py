@@ -153,6 +153,16 @@ def api_server(api_workers: int) -> str:
     return f"gunicorn gthread x{api_workers}" if api_workers else "maoocr api (1 process)"
 
 
+def start_api(port: int, env: dict[str, str], logdir: Path, api_workers: int = 0, api_threads: int = 64) -> Proc:
+    """The API on loopback `port`: gunicorn gthread with `api_workers` processes of `api_threads` threads, as
+    production serves it, or (0) one `maoocr api` process, werkzeug's threaded server."""
+    if api_workers:
+        return start_module("api", "gunicorn", [
+            "--worker-class", "gthread", "--workers", str(api_workers), "--threads", str(api_threads),
+            "--backlog", "2048", "--bind", f"127.0.0.1:{port}", "api.server:create_wsgi_app()"], env, logdir)
+    return start_module("api", "api.server", ["--host", "127.0.0.1", "--port", str(port)], env, logdir)
+
+
 def start_stack(workdir: Path, redis_url: str, model_path: str, worker_args: list[str] | None = None,
                 ocr_worker: bool = False, model: dict | None = None, env: dict[str, str] | None = None,
                 extra_models: dict[str, dict] | None = None, api_workers: int = 0, api_threads: int = 64,
@@ -171,13 +181,7 @@ def start_stack(workdir: Path, redis_url: str, model_path: str, worker_args: lis
                                             stack.logdir))
         if ocr_worker:
             stack.procs.append(start_module("ocr-worker", "workers.main", ["--ocr"], env, stack.logdir))
-        if api_workers:
-            stack.procs.append(start_module("api", "gunicorn", [
-                "--worker-class", "gthread", "--workers", str(api_workers), "--threads", str(api_threads),
-                "--backlog", "2048", "--bind", f"127.0.0.1:{port}", "api.server:create_wsgi_app()"], env, stack.logdir))
-        else:
-            stack.procs.append(start_module("api", "api.server", ["--host", "127.0.0.1", "--port", str(port)], env,
-                                            stack.logdir))
+        stack.procs.append(start_api(port, env, stack.logdir, api_workers, api_threads))
         wait_http(stack.base_url + "/readyz", stack.procs)
         expected = 1 + len(extra_models or {}) + (1 if ocr_worker else 0)
         wait_until(lambda: len(requests.get(stack.base_url + "/readyz", timeout=5).json()["workers"]) >= expected,
