@@ -49,7 +49,7 @@ def result(job_id: str):
 def _form_options() -> dict:
     form = request.form
     options: dict = {}
-    for key in ("strategy", "output"):
+    for key in ("strategy", "output", "keep_headers"):
         if key in form:
             options[key] = form[key]
     if "languages" in form:

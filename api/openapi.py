@@ -84,6 +84,7 @@ def _document_form() -> dict:
         "file": {"type": "string", "format": "binary", "description": "PDF, PNG, JPEG, TIFF, BMP or WebP bytes"},
         "strategy": options["strategy"],
         "output": options["output"],
+        "keep_headers": {"type": "boolean", "description": options["keep_headers"]["description"]},
         "languages": {"type": "string", "description": "comma-separated, e.g. 'en,zh' (informational)"},
         "pages": {"type": "string", "pattern": r"^\s*[0-9]+\s*(-\s*[0-9]+\s*)?$",
                   "description": "one page '3' or a range '2-5' (1-based, inclusive)"},

@@ -45,7 +45,7 @@ def test_english_page_round_trip(stack):
     text = requests.get(f"{stack.base_url}/v1/jobs/{job['id']}/result?format=text").text
     assert text == result["text"]
     markdown = requests.get(f"{stack.base_url}/v1/jobs/{job['id']}/result?format=markdown").text
-    assert markdown.startswith("## Page 1")
+    assert markdown.startswith("<!-- page 1 -->")
 
 
 def test_three_page_pdf_in_order_with_progress_events(stack):

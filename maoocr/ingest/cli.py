@@ -22,6 +22,8 @@ def build_parser(prog: str = "maoocr ingest") -> argparse.ArgumentParser:
     parser.add_argument("--api-key", default=None, help="API key sent as a Bearer token (default: $MAOOCR_API_KEY)")
     parser.add_argument("--concurrency", type=int, default=4, help="files in flight at once (default 4)")
     parser.add_argument("--strategy", choices=["auto", "fast", "accurate", "vlm"], help="OCR strategy per page")
+    parser.add_argument("--keep-headers", action="store_true",
+                        help="keep running headers, footers and page numbers in text and markdown")
     parser.add_argument("--max-attempts", type=int, default=5, help="uploads per file on transient errors")
     parser.add_argument("--job-timeout", type=float, default=3600.0, help="seconds to wait for one job")
     parser.add_argument("--max-files", type=int, help="send at most this many files, then stop")
@@ -46,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         config = IngestConfig(api_url=args.api, **({"api_key": args.api_key} if args.api_key else {}),
                               concurrency=args.concurrency, max_attempts=args.max_attempts,
                               job_timeout_s=args.job_timeout, max_files=args.max_files,
-                              form={"strategy": args.strategy} if args.strategy else {},
+                              form=_form(args),
                               progress=not args.no_progress)
     except ValueError as exc:  # pydantic's ValidationError is a ValueError
         parser.error(str(exc))
@@ -60,3 +62,10 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _form(args: argparse.Namespace) -> dict[str, str]:
+    form = {"strategy": args.strategy} if args.strategy else {}
+    if args.keep_headers:
+        form["keep_headers"] = "true"
+    return form

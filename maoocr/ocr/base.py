@@ -11,9 +11,8 @@ from PIL import Image
 
 from maoocr.documents import paper_rgb
 from maoocr.errors import ServiceUnavailable
-from maoocr.ocr.geometry import bounding_box, upright_to_input
-from maoocr.ocr.reading_order import order_lines
-from maoocr.ocr.types import OCRLine, PageOCR, Point
+from maoocr.ocr.page_builder import PageStructurer, build_page
+from maoocr.ocr.types import PageOCR, Point
 
 
 class OCREngineUnavailable(ServiceUnavailable):
@@ -52,20 +51,8 @@ def to_bgr_array(image: Image.Image) -> np.ndarray:
 
 
 def assemble_page(engine: str, raw: Sequence[RawLine], orientation: int, input_size: tuple[int, int],
-                  timings_ms: dict[str, float]) -> PageOCR:
-    """Order upright lines into blocks, map their polygons back to the input image and join the text."""
-    kept = [line for line in raw if line.text.strip()]
-    blocks = order_lines([bounding_box(line.polygon) for line in kept])
-    lines: list[OCRLine] = []
-    texts: list[str] = []
-    for block_index, block in enumerate(blocks):
-        block_texts = []
-        for i in block:
-            line = kept[i]
-            polygon = upright_to_input(line.polygon, orientation, input_size)
-            lines.append(OCRLine(text=line.text.strip(), polygon=[(round(x, 1), round(y, 1)) for x, y in polygon],
-                                 confidence=min(1.0, max(0.0, float(line.confidence))), block=block_index))
-            block_texts.append(line.text.strip())
-        texts.append("\n".join(block_texts))
-    return PageOCR(lines=lines, text="\n\n".join(texts), engine=engine, orientation=orientation,
-                   width=input_size[0], height=input_size[1], timings_ms=timings_ms)
+                  timings_ms: dict[str, float], upright: Image.Image | None = None,
+                  structurer: PageStructurer | None = None) -> PageOCR:
+    """Type and order upright lines into blocks (with the layout and table models when given), map their
+    polygons back to the input image and join the text."""
+    return build_page(engine, raw, orientation, input_size, timings_ms, upright, structurer)

@@ -14,6 +14,8 @@ from PIL import Image
 from maoocr.documents import paper_rgb
 from maoocr.errors import EngineError
 from maoocr.ocr.base import OCREngine, OCREngineUnavailable, RawLine, assemble_page, to_bgr_array
+from maoocr.ocr.geometry import rotate_clockwise
+from maoocr.ocr.page_builder import get_structurer
 from maoocr.ocr.types import PageOCR
 
 # paddleocr 3.0's documented defaults; pass other names (and their directories) to use other models.
@@ -107,6 +109,7 @@ class PaddleOCREngine(OCREngine):
         raw = [RawLine(text=str(text), polygon=[(float(x), float(y)) for x, y in poly], confidence=float(score))
                for text, score, poly in zip(res.get("rec_texts", []), res.get("rec_scores", []),
                                             res.get("rec_polys", []), strict=False)]
-        page = assemble_page(self.name, raw, orientation, rgb.size, timings)
+        upright = rotate_clockwise(rgb, orientation)
+        page = assemble_page(self.name, raw, orientation, rgb.size, timings, upright, get_structurer())
         page.timings_ms["total"] = round((time.perf_counter() - started) * 1000.0, 1)
         return page

@@ -14,6 +14,7 @@ from maoocr.errors import EngineError, InvalidRequest
 from maoocr.ocr.base import OCREngine, OCREngineUnavailable, RawLine, assemble_page, to_bgr_array
 from maoocr.ocr.geometry import rotate_clockwise
 from maoocr.ocr.orientation import detect_orientation
+from maoocr.ocr.page_builder import get_structurer
 from maoocr.ocr.types import PageOCR, Point
 
 Profile = Literal["fast", "accurate"]
@@ -70,7 +71,7 @@ class RapidOCREngine(OCREngine):
     name = "rapidocr"
 
     def __init__(self, profile: Profile = "fast", *, detect_orientation: bool = True, line_classifier: bool = False,
-                 threads: int | None = None, text_score: float = 0.5, model_dir: str | Path | None = None,
+                 layout: bool = True, threads: int | None = None, text_score: float = 0.5, model_dir: str | Path | None = None,
                  det_model: str | Path | None = None, rec_model: str | Path | None = None,
                  cls_model: str | Path | None = None) -> None:
         if profile not in PROFILES:
@@ -90,6 +91,8 @@ class RapidOCREngine(OCREngine):
         self.model_paths = models
         self._detect_orientation = detect_orientation
         self._line_classifier = line_classifier
+        # Layout and table models are shared by every engine of the process (loaded once).
+        self._structurer = get_structurer(threads) if layout else None
         common: dict[str, Any] = {
             "Global.log_level": "error",  # a blank page is not worth a warning
             "Global.text_score": text_score,
@@ -119,12 +122,12 @@ class RapidOCREngine(OCREngine):
                     orientation = detect_orientation(rgb, self._detect, self._read).degrees
                     timings["orientation"] = _ms(time.perf_counter() - t0)
                 upright = rotate_clockwise(rgb, orientation)
-                factor = 1.0
+                scaled, factor = upright, 1.0
                 if self.profile == "accurate" and min(upright.size) < _ACCURATE_MIN_SIDE:
                     factor = _ACCURATE_MIN_SIDE / min(upright.size)
-                    upright = upright.resize((round(upright.width * factor), round(upright.height * factor)),
-                                             Image.Resampling.BICUBIC)
-                result = self._ocr(to_bgr_array(upright), use_det=True, use_cls=self._line_classifier, use_rec=True)
+                    scaled = upright.resize((round(upright.width * factor), round(upright.height * factor)),
+                                            Image.Resampling.BICUBIC)
+                result = self._ocr(to_bgr_array(scaled), use_det=True, use_cls=self._line_classifier, use_rec=True)
             except Exception as exc:
                 raise EngineError(f"rapidocr failed on a {image.width}x{image.height} page: {exc}") from exc
         for key, seconds in zip(("det", "cls", "rec"), getattr(result, "elapse_list", None) or [], strict=False):
@@ -140,7 +143,7 @@ class RapidOCREngine(OCREngine):
                 raw.append(RawLine(text=str(text), polygon=[(float(x) / factor, float(y) / factor) for x, y in box],
                                    confidence=float(score)))
         t0 = time.perf_counter()
-        page = assemble_page(self.name, raw, orientation, rgb.size, timings)
+        page = assemble_page(self.name, raw, orientation, rgb.size, timings, upright, self._structurer)
         page.timings_ms["layout"] = _ms(time.perf_counter() - t0)
         page.timings_ms["total"] = _ms(time.perf_counter() - started)
         return page

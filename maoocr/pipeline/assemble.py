@@ -22,8 +22,8 @@ def assemble(fmt: str, pages: list[PageResult]) -> DocumentResult:
 
 
 def _page_markdown(page: PageResult) -> str:
-    head = f"## Page {page.page}"
+    # An HTML comment marks each page: invisible when rendered, yet a reader can still find page N.
+    head = f"<!-- page {page.page} -->"
     if page.status == "failed":
         return f"{head}\n\n> This page failed: {page.error.message if page.error else 'unknown reason'}"
-    # Blocks (columns, paragraphs) are separated by blank lines in the engine's text already.
-    return f"{head}\n\n{page.text}"
+    return f"{head}\n\n{page.markdown or page.text}"

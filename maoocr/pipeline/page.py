@@ -1,4 +1,5 @@
-"""One page through the pipeline: complexity analysis → strategy selection → OCR with the chosen engine.
+"""One page through the pipeline: its PDF text layer when that can be trusted, else complexity analysis →
+strategy selection → OCR with the chosen engine; then the page's text and markdown from its typed blocks.
 
 A page whose VLM OCR fails (no VLM configured, engine error, timeout, an answer cut at max_tokens or empty) is
 read by PP-OCR with the 'accurate' profile instead, and its strategy_reason says why.
@@ -9,16 +10,23 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from PIL import Image
 
 from maoocr.generation.call import describe_failure
-from maoocr.ocr.base import OCREngine
+from maoocr.ocr.base import OCREngine, RawLine, assemble_page
+from maoocr.ocr.page_builder import PageStructurer
+from maoocr.ocr.page_text import page_markdown, page_text
+from maoocr.ocr.types import PageOCR
 from maoocr.pipeline.complexity import analyze_page
 from maoocr.pipeline.complexity_models import ComplexityAnalysis
 from maoocr.pipeline.strategy import ResourceState, StrategyDecision, select_strategy
 from maoocr.protocol.ocr import OCROptions, PageResult
+
+if TYPE_CHECKING:
+    from maoocr.documents import LoadedDocument
+    from maoocr.ocr.text_layer import TextLayerPage
 
 log = logging.getLogger(__name__)
 
@@ -34,17 +42,35 @@ class PageSteps:
     engine_for: EngineFor  # "fast" | "accurate" | "vlm" -> engine; raises when it has none for that strategy
     analyze: Analyze = analyze_page
     select: Select = select_strategy
+    structurer: PageStructurer | None = None  # layout and table models for text-layer pages
+
+
+def process_document_page(doc: LoadedDocument, index: int, options: OCROptions, resources: ResourceState,
+                          steps: PageSteps | EngineFor) -> PageResult:
+    """Selected page `index` of `doc`: rendered, with its own DPI and (PDFs) its text layer."""
+    image = doc.render_page(index)
+    layer = doc.text_layer(index) if doc.format == "pdf" else None
+    return process_page(image, index, doc.page_numbers[index], options, resources, steps,
+                        dpi=doc.page_dpi(index), text_layer=layer)
 
 
 def process_page(image: Image.Image, index: int, page: int, options: OCROptions, resources: ResourceState,
-                 steps: PageSteps | EngineFor, dpi: float | None = None) -> PageResult:
+                 steps: PageSteps | EngineFor, dpi: float | None = None,
+                 text_layer: TextLayerPage | None = None) -> PageResult:
     """OCR one page; errors propagate (the caller turns them into a failed page with its reason)."""
     if not isinstance(steps, PageSteps):
         steps = PageSteps(engine_for=steps)
     start = time.perf_counter()
+    layer_note = ""
+    if text_layer is not None:
+        if text_layer.trusted and options.strategy == "auto":
+            ocr = read_text_layer_page(image, text_layer, steps)
+            return _result(ocr, index, page, options, None, "text_layer", text_layer.reason, start)
+        layer_note = f"text layer not used: {text_layer.reason}; " if not text_layer.trusted else \
+            "text layer not used: OCR strategy requested; "
     analysis = steps.analyze(image, dpi)
     decision = steps.select(analysis, resources, options.strategy)
-    strategy, reason = decision.strategy, decision.reason
+    strategy, reason = decision.strategy, layer_note + decision.reason
     ocr, extra = None, {}
     if strategy == "vlm":
         vlm_start = time.perf_counter()

@@ -42,7 +42,10 @@ def build_steps(settings: Settings, generate: Generate | None, engine_threads: i
                                   threads=engine_threads)
         return get_ocr_engine(ocr.engine)
 
-    steps = PageSteps(engine_for=engine_for, select=partial(select_strategy, **rules))
+    from maoocr.ocr.page_builder import get_structurer
+
+    steps = PageSteps(engine_for=engine_for, select=partial(select_strategy, **rules),
+                      structurer=get_structurer(engine_threads))
     if generate is None:
         return steps
     if ocr.analyzer == "vlm":

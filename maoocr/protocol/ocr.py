@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from maoocr.ocr.types import OCRLine
+from maoocr.ocr.types import Block, OCRLine
 from maoocr.pipeline.complexity_models import ComplexityAnalysis
 from maoocr.protocol.jobs import JobError
 
@@ -22,6 +22,8 @@ class OCROptions(BaseModel):
     languages: list[str] = Field(default_factory=lambda: ["en", "zh"],
                                  description="Informational: the default PP-OCR models read Chinese and English")
     output: Literal["text", "json", "markdown"] = "json"
+    keep_headers: bool = Field(False, description="keep running headers, footers and page numbers in `text` and "
+                                                  "`markdown` (they are always in the page's `blocks`)")
 
     @model_validator(mode="after")
     def _range(self) -> "OCROptions":
@@ -40,8 +42,13 @@ class PageResult(BaseModel):
     index: int = Field(description="0-based position among the selected pages")
     page: int = Field(description="1-based page number in the original document")
     status: Literal["succeeded", "failed"]
-    text: str = ""
+    text: str = Field("", description="the page's blocks in reading order, running headers/footers left out "
+                                       "unless keep_headers")
+    markdown: str = ""
     lines: list[OCRLine] = Field(default_factory=list)
+    blocks: list[Block] = Field(default_factory=list, description="typed regions in reading order")
+    columns: int = Field(0, description="text columns the reading order found")
+    layout_note: str | None = Field(None, description="why the layout or table model was not used, if it was not")
     complexity: ComplexityAnalysis | None = None
     strategy: str | None = None
     strategy_reason: str | None = None

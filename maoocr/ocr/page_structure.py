@@ -1,0 +1,263 @@
+"""From text lines and layout regions to typed blocks in reading order.
+
+Lines go to the layout region that holds most of them; a text region is cut into paragraphs (the line-level
+reading order of `reading_order` keeps a region that the model drew over two columns from interleaving them);
+lines outside every region are grouped the same way. Running elements (headers, footers, page numbers) are
+typed by the model or by their place and size on the page.
+
+Block order follows Breuel's partial order ("High performance document layout analysis", 2003): a block comes
+before another when it is above it and they share a column, or when it lies left of it and no block between them
+vertically spans both. Figures, tables and captions float: they do not cut the columns that text flows through
+around them, and are placed after the flow block above them that ends a sentence.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from statistics import median
+
+from maoocr.ocr.layout import LayoutRegion
+from maoocr.ocr.reading_order import order_lines
+from maoocr.ocr.types import RUNNING_TYPES, Box, BlockType
+
+FLOATS: frozenset[str] = frozenset({"figure", "caption", "table", "table_caption"})
+_SPLIT_INTO_PARAGRAPHS: frozenset[str] = frozenset({"text", "reference", "list"})
+# A running element sits in this top or bottom share of the page, one or two short lines of body-sized type.
+_RUNNING_BAND = 0.11
+_PAGE_NUMBER = re.compile(r"^\s*(?:page\s+)?[-–—]?\s*(?:\d{1,4}|[ivxlc]{1,6})\s*[-–—]?\s*(?:(?:of|/)\s*\d{1,4})?\s*$",
+                          re.IGNORECASE)
+_SENTENCE_END = re.compile(r"[.!?:;)\]\"”’]\s*$")
+
+
+@dataclass
+class Unit:
+    """A block being built: its type, its lines in reading order, its box (upright page pixels)."""
+
+    type: BlockType
+    lines: list[int]
+    box: Box
+    source: str = "layout"
+    region: LayoutRegion | None = field(default=None, repr=False)
+
+
+@dataclass
+class PageLayout:
+    units: list[Unit]  # reading order; running headers first and footers last
+    columns: int
+
+
+def structure_page(boxes: Sequence[Box], texts: Sequence[str], regions: Sequence[LayoutRegion],
+                   size: tuple[int, int]) -> PageLayout:
+    """Typed units in reading order for lines `boxes`/`texts` of an upright page of `size` (w, h)."""
+    regions = _distinct(regions)
+    owner = [_owner(box, regions) for box in boxes]
+    units: list[Unit] = []
+    for r, region in enumerate(regions):
+        members = [i for i, o in enumerate(owner) if o == r]
+        if not members and region.type not in ("figure", "table"):
+            continue
+        if not members:
+            units.append(Unit(region.type, [], region.box, region=region))
+        elif region.type in _SPLIT_INTO_PARAGRAPHS:
+            for paragraph in _paragraphs([boxes[i] for i in members]):
+                lines = [members[k] for k in paragraph]
+                units.append(Unit(region.type, lines, _union(boxes, lines), region=region))
+        else:
+            lines = [members[k] for block in _paragraphs([boxes[i] for i in members]) for k in block]
+            box = region.box if region.type in ("figure", "table") else _union(boxes, lines)
+            units.append(Unit(region.type, lines, box, region=region))
+    loose = [i for i, o in enumerate(owner) if o is None]
+    for paragraph in _paragraphs([boxes[i] for i in loose]):
+        lines = [loose[k] for k in paragraph]
+        units.append(Unit("text", lines, _union(boxes, lines), source="lines"))
+    _type_by_geometry(units, boxes, texts, size)
+    return PageLayout(_reading_order(units, texts), _count_columns(units, size))
+
+
+def _paragraphs(boxes: Sequence[Box]) -> list[list[int]]:
+    # Newspaper gutters can be narrower than a line is tall; two rows of lines that keep apart still make one.
+    return order_lines(boxes, min_gutter=0.6)
+
+
+def _area(box: Box) -> float:
+    return max(0.0, box[2] - box[0]) * max(0.0, box[3] - box[1])
+
+
+def _intersection(a: Box, b: Box) -> float:
+    return _area((max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])))
+
+
+def _union(boxes: Sequence[Box], lines: Sequence[int]) -> Box:
+    return (min(boxes[i][0] for i in lines), min(boxes[i][1] for i in lines),
+            max(boxes[i][2] for i in lines), max(boxes[i][3] for i in lines))
+
+
+def _distinct(regions: Sequence[LayoutRegion]) -> list[LayoutRegion]:
+    """Best-scoring first; a region mostly inside a kept one of the same type is the same region found twice."""
+    kept: list[LayoutRegion] = []
+    for region in sorted(regions, key=lambda r: -r.score):
+        area = _area(region.box) or 1.0
+        if any(k.type == region.type and _intersection(k.box, region.box) > 0.8 * area for k in kept):
+            continue
+        kept.append(region)
+    return kept
+
+
+def _owner(box: Box, regions: Sequence[LayoutRegion]) -> int | None:
+    """The region holding most of the line (at least half of it); the smaller region wins near-ties, being the
+    more specific one (a caption inside a figure's box)."""
+    area = _area(box) or 1.0
+    best, best_key = None, None
+    for r, region in enumerate(regions):
+        share = _intersection(box, region.box) / area
+        if share < 0.5:
+            continue
+        key = (round(share / 0.15), -_area(region.box))
+        if best_key is None or key > best_key:
+            best, best_key = r, key
+    return best
+
+
+def _type_by_geometry(units: list[Unit], boxes: Sequence[Box], texts: Sequence[str],
+                      size: tuple[int, int]) -> None:
+    """Types the model did not give: headers, footers and page numbers (short lines of body-sized type in the
+    top or bottom band, apart from the body) and titles (a few lines of much larger type)."""
+    width, height = size
+    heights = [boxes[i][3] - boxes[i][1] for u in units for i in u.lines]
+    if not heights:
+        return
+    body = median(heights)
+    for unit in units:
+        text = " ".join(texts[i] for i in unit.lines).strip()
+        if unit.type in ("header", "footer"):
+            if _PAGE_NUMBER.match(text):
+                unit.type = "page_number"
+            continue
+        if unit.type not in ("text", "title") or not unit.lines:
+            continue
+        line_height = median(boxes[i][3] - boxes[i][1] for i in unit.lines)
+        if unit.type == "text" and len(unit.lines) <= 3 and line_height >= 1.5 * body and len(text) <= 200:
+            unit.type = "title"
+        if len(unit.lines) > 2 or len(text) > 160:
+            continue
+        top, bottom = unit.box[1], unit.box[3]
+        in_top = bottom <= _RUNNING_BAND * height
+        in_bottom = top >= (1 - _RUNNING_BAND) * height
+        if not (in_top or in_bottom):
+            continue
+        if _PAGE_NUMBER.match(text):
+            unit.type = "page_number"
+            continue
+        if line_height > 1.3 * body or not _apart(unit, units, body, below=in_top):
+            continue  # a big title at the top, or text that runs on into the body
+        unit.type = "header" if in_top else "footer"
+
+
+def _apart(unit: Unit, units: Sequence[Unit], body: float, *, below: bool) -> bool:
+    """No other unit within a line's height on the body side (above for a footer, below for a header)."""
+    for other in units:
+        if other is unit or not other.lines:
+            continue
+        gap = other.box[1] - unit.box[3] if below else unit.box[1] - other.box[3]
+        if -0.5 * body < gap < 0.9 * body and _x_overlap(unit.box, other.box):
+            return False
+    return True
+
+
+def _x_overlap(a: Box, b: Box) -> bool:
+    overlap = min(a[2], b[2]) - max(a[0], b[0])
+    return overlap > 0.25 * min(a[2] - a[0], b[2] - b[0])
+
+
+def _centre_y(box: Box) -> float:
+    return (box[1] + box[3]) / 2.0
+
+
+def _before(a: Box, b: Box, spanners: Sequence[Box]) -> bool:
+    if _x_overlap(a, b):
+        return _centre_y(a) < _centre_y(b)
+    if (a[0] + a[2]) / 2.0 >= (b[0] + b[2]) / 2.0:
+        return False
+    low, high = sorted((_centre_y(a), _centre_y(b)))
+    return not any(c is not a and c is not b and low < _centre_y(c) < high and _x_overlap(c, a) and _x_overlap(c, b)
+                   for c in spanners)
+
+
+def _topological(boxes: list[Box]) -> list[int]:
+    n = len(boxes)
+    wide = [b for b in boxes if any(_x_overlap(b, o) for o in boxes if o is not b)]
+    after: list[list[int]] = [[] for _ in range(n)]
+    blockers = [0] * n
+    for i in range(n):
+        for j in range(n):
+            if i != j and _before(boxes[i], boxes[j], wide):
+                after[i].append(j)
+                blockers[j] += 1
+    order: list[int] = []
+    done = [False] * n
+    while len(order) < n:
+        ready = [i for i in range(n) if not done[i] and blockers[i] == 0]
+        if not ready:  # a cycle (overlapping boxes): take the top-most remaining block
+            ready = [i for i in range(n) if not done[i]]
+        pick = min(ready, key=lambda i: (boxes[i][1], boxes[i][0]))
+        done[pick] = True
+        order.append(pick)
+        for j in after[pick]:
+            blockers[j] -= 1
+    return order
+
+
+def _reading_order(units: list[Unit], texts: Sequence[str]) -> list[Unit]:
+    running = [u for u in units if u.type in RUNNING_TYPES]
+    heads = sorted((u for u in running if u.type == "header" or _is_top(u, units)), key=lambda u: (u.box[1], u.box[0]))
+    feet = sorted((u for u in running if u not in heads), key=lambda u: (u.box[1], u.box[0]))
+    flow = [u for u in units if u.type not in RUNNING_TYPES and u.type not in FLOATS]
+    floats = sorted((u for u in units if u.type in FLOATS), key=lambda u: (u.box[1], u.box[0]))
+    ordered = [flow[i] for i in _topological([u.box for u in flow])]
+    for unit in floats:
+        ordered.insert(_float_slot(unit, ordered, texts), unit)
+    return heads + ordered + feet
+
+
+def _is_top(unit: Unit, units: Sequence[Unit]) -> bool:
+    body = [u for u in units if u.type not in RUNNING_TYPES and u.lines]
+    return bool(body) and unit.box[3] <= min(u.box[1] for u in body)
+
+
+def _float_slot(unit: Unit, ordered: list[Unit], texts: Sequence[str]) -> int:
+    """After the latest block above the float in its columns; later still while that block's sentence runs on,
+    so a figure never splits a sentence."""
+    above = [k for k, u in enumerate(ordered) if u.box[3] <= unit.box[1] + 0.5 * (unit.box[3] - unit.box[1])
+             and (_x_overlap(u.box, unit.box) or u.type in FLOATS and abs(u.box[3] - unit.box[1]) < 50)]
+    if not above:
+        return 0
+    slot = max(above) + 1
+    while slot < len(ordered) and ordered[slot - 1].type not in FLOATS and ordered[slot - 1].lines:
+        last = texts[ordered[slot - 1].lines[-1]]
+        if _SENTENCE_END.search(last):
+            break
+        slot += 1
+    return slot
+
+
+def _count_columns(units: Sequence[Unit], size: tuple[int, int]) -> int:
+    """The number of side-by-side text blocks that covers the most page height (a full-width title over three
+    columns is a three-column page)."""
+    text = [u.box for u in units if u.type in ("text", "list", "reference", "equation") and u.lines]
+    if not text:
+        return 0
+    height_by_count: dict[int, float] = {}
+    ys = sorted({y for b in text for y in (b[1], b[3])})
+    for y0, y1 in zip(ys, ys[1:], strict=False):
+        mid = (y0 + y1) / 2.0
+        spans = sorted((b[0], b[2]) for b in text if b[1] <= mid <= b[3])
+        count, reach = 0, -1.0
+        for x0, x1 in spans:
+            if x0 >= reach - 0.02 * size[0]:
+                count += 1
+            reach = max(reach, x1)
+        if count:
+            height_by_count[count] = height_by_count.get(count, 0.0) + (y1 - y0)
+    return max(height_by_count, key=lambda c: (height_by_count[c], c)) if height_by_count else 0
