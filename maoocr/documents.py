@@ -6,13 +6,16 @@ import io
 import math
 import threading
 from collections.abc import Iterator
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import pypdfium2 as pdfium
 from PIL import Image, ImageOps, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict, Field
 
 from maoocr.errors import InvalidRequest, PayloadTooLarge, UnprocessableDocument, UnsupportedMediaType
+
+if TYPE_CHECKING:
+    from maoocr.ocr.text_layer import TextLayerPage
 
 DocumentFormat = Literal["png", "jpeg", "webp", "bmp", "tiff", "pdf"]
 
@@ -34,6 +37,8 @@ _BMP_DIB_SIZES = {12, 16, 40, 52, 56, 64, 108, 124}
 _TIFF_PAGE_SCAN_FACTOR = 10
 # pdfium is not thread-safe, even across different documents.
 _PDFIUM_LOCK = threading.Lock()
+# Header resolutions outside this range are placeholders or damage, not scans.
+_MIN_DPI, _MAX_DPI = 50.0, 2400.0
 
 
 class DocumentLimits(BaseModel):
@@ -100,12 +105,39 @@ class LoadedDocument:
 
     def render_page(self, index: int) -> Image.Image:
         """Selected page `index` (0-based) as an RGB image; PDFs are rendered at `limits.pdf_dpi`."""
-        if not 0 <= index < self.page_count:
-            raise IndexError(f"page index {index} out of range (document has {self.page_count} selected pages)")
-        number = self.page_numbers[index]
+        number = self._number(index)
         if self.format == "pdf":
             return _render_pdf_page(self._data, number - 1, self.limits)
         return _decode_raster_page(self._data, self.format, number - 1, self.limits)
+
+    def page_dpi(self, index: int) -> float | None:
+        """Resolution of selected page `index`: the render dpi for PDFs; for images the file's own dpi when it
+        states a plausible one (many cameras and converters write 72 or 96 regardless), else None."""
+        number = self._number(index)
+        if self.format == "pdf":
+            return float(self.limits.pdf_dpi)
+        with _open_image(self._data, self.format) as image:
+            if number > 1:
+                try:
+                    image.seek(number - 1)
+                except Exception:
+                    return None
+            return _stated_dpi(image)
+
+    def text_layer(self, index: int, dpi: float | None = None) -> TextLayerPage | None:
+        """The PDF text layer of selected page `index`, boxes in pixels of the page rendered at `dpi` (default:
+        `limits.pdf_dpi`, as `render_page` draws it); None for images."""
+        number = self._number(index)
+        if self.format != "pdf":
+            return None
+        from maoocr.ocr.text_layer import read_text_layer  # the OCR package builds on this module
+
+        return read_text_layer(self._data, number - 1, float(dpi or self.limits.pdf_dpi))
+
+    def _number(self, index: int) -> int:
+        if not 0 <= index < self.page_count:
+            raise IndexError(f"page index {index} out of range (document has {self.page_count} selected pages)")
+        return self.page_numbers[index]
 
     def iter_pages(self) -> Iterator[Image.Image]:
         for index in range(self.page_count):
@@ -218,6 +250,23 @@ def _check_tiff_strips(image: Image.Image, size: int, number: int) -> None:
     if end > size:
         raise UnprocessableDocument(f"TIFF page {number} is truncated: its image data ends at byte {end} "
                                     f"but the file has {size} bytes")
+
+
+def _stated_dpi(image: Image.Image) -> float | None:
+    """The dpi in an image's header (TIFF resolution, PNG pHYs, JFIF/EXIF), when it gives a page size between
+    1 and 20 inches on the long side; the mean when x and y differ (fax modes)."""
+    dpi = image.info.get("dpi")
+    if isinstance(dpi, (int, float)):
+        dpi = (dpi, dpi)
+    try:
+        x, y = (float(v) for v in dpi)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        return None
+    value = (x + y) / 2.0
+    if not (math.isfinite(value) and _MIN_DPI <= value <= _MAX_DPI):
+        return None
+    long_side_in = max(image.size) / value
+    return round(value, 2) if 1.0 <= long_side_in <= 20.0 else None
 
 
 def _decode(image: Image.Image, fmt: str, number: int = 1) -> None:
