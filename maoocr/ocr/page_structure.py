@@ -73,7 +73,8 @@ def structure_page(boxes: Sequence[Box], texts: Sequence[str], regions: Sequence
         lines = [loose[k] for k in paragraph]
         units.append(Unit("text", lines, _union(boxes, lines), source="lines"))
     _type_by_geometry(units, boxes, texts, size)
-    return PageLayout(_reading_order(units, texts), _count_columns(units, size))
+    ordered = _merge_split_paragraphs(_reading_order(units, texts), boxes)
+    return PageLayout(ordered, _count_columns(ordered, size))
 
 
 def _paragraphs(boxes: Sequence[Box]) -> list[list[int]]:
@@ -140,6 +141,8 @@ def _type_by_geometry(units: list[Unit], boxes: Sequence[Box], texts: Sequence[s
         line_height = median(boxes[i][3] - boxes[i][1] for i in unit.lines)
         if unit.type == "text" and len(unit.lines) <= 3 and line_height >= 1.5 * body and len(text) <= 200:
             unit.type = "title"
+        elif unit.type == "title" and line_height < 1.15 * body and (len(text) > 60 or len(unit.lines) > 2):
+            unit.type = "text"  # body-sized and long: a paragraph the model took for a heading
         if len(unit.lines) > 2 or len(text) > 160:
             continue
         top, bottom = unit.box[1], unit.box[3]
@@ -219,6 +222,24 @@ def _reading_order(units: list[Unit], texts: Sequence[str]) -> list[Unit]:
     for unit in floats:
         ordered.insert(_float_slot(unit, ordered, texts), unit)
     return heads + ordered + feet
+
+
+def _merge_split_paragraphs(units: list[Unit], boxes: Sequence[Box]) -> list[Unit]:
+    """One paragraph cut into two text blocks (the model drew two regions) is joined again: the second starts
+    right under the first at the same left edge, one line pitch down."""
+    merged: list[Unit] = []
+    for unit in units:
+        prev = merged[-1] if merged else None
+        if prev is not None and prev.type == unit.type == "text" and prev.lines and unit.lines:
+            last, first = boxes[prev.lines[-1]], boxes[unit.lines[0]]
+            height = min(last[3] - last[1], first[3] - first[1])
+            if 0 <= first[1] - last[3] < 0.75 * height + 1 and abs(first[0] - prev.box[0]) < 1.5 * height \
+                    and _x_overlap(prev.box, unit.box):
+                prev.lines += unit.lines
+                prev.box = _union(boxes, prev.lines)
+                continue
+        merged.append(unit)
+    return merged
 
 
 def _is_top(unit: Unit, units: Sequence[Unit]) -> bool:

@@ -23,7 +23,7 @@ from maoocr.errors import ConfigError, MaoOCRError, ServiceUnavailable
 from maoocr.generation.local import LocalEngines
 from maoocr.pipeline.complexity_models import ComplexityAnalysis
 from maoocr.pipeline.ocr_job import failed_page
-from maoocr.pipeline.page import process_page
+from maoocr.pipeline.page import process_document_page
 from maoocr.pipeline.steps import build_steps
 from maoocr.pipeline.strategy import ResourceState
 from maoocr.protocol.generation import GenerationParams, GenerationResult
@@ -144,8 +144,7 @@ class MaoOCR:
         for index in range(doc.page_count):
             number = doc.page_numbers[index]
             try:
-                result = process_page(doc.render_page(index), index, number, options, resources, steps,
-                                      dpi=doc.limits.pdf_dpi if doc.format == "pdf" else None)
+                result = process_document_page(doc, index, options, resources, steps)
             except MaoOCRError as exc:  # one bad page must not take the document down, as in the workers
                 result = failed_page(index, number, exc.code, exc.message)
             results.append(result)

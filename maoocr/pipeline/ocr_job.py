@@ -102,7 +102,7 @@ class OCRJobs:
     def run_page(self, job_id: str, options: OCROptions, index: int) -> PageResult:
         """One page; any failure becomes a failed page with its reason, never a failed job."""
         # Imported here: the API process uses this class to accept uploads and must not load OpenCV or ONNX.
-        from maoocr.pipeline.page import process_page
+        from maoocr.pipeline.page import process_document_page
         from maoocr.pipeline.resources import read_resources
         from maoocr.pipeline.steps import build_steps
 
@@ -111,14 +111,12 @@ class OCRJobs:
         try:
             doc = self.document(job_id, options)
             page_number = doc.page_numbers[index]
-            image = doc.render_page(index)
             resources = read_resources(self.jobs.redis, self.settings)
             if self._steps is None:  # built in the worker process that uses it (prefork children, not the parent)
                 self._steps = build_steps(self.settings, self.generate, self.engine_threads)
                 if self.engine_for is not None:
                     self._steps.engine_for = self.engine_for
-            result = process_page(image, index, page_number, options, resources, self._steps,
-                                  dpi=doc.limits.pdf_dpi if doc.format == "pdf" else None)
+            result = process_document_page(doc, index, options, resources, self._steps)
         except MaoOCRError as exc:
             result = failed_page(index, page_number, exc.code, exc.message)
         except Exception as exc:  # one bad page must not take the document down
