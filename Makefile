@@ -13,4 +13,5 @@ test: .venv/.installed
 	.venv/bin/python -m pytest -q
 
 bench: .venv/.installed
+	bash scripts/install_bench_tools.sh
 	.venv/bin/maoocr bench

@@ -1,4 +1,4 @@
-"""`maoocr bench [--only p1,p2,p3,p4,intake,claims,burst_end,complexity,reliability]`: runs benchmarks and prints one JSON line per figure."""
+"""`maoocr bench [--only p1,p2,p3,p4,intake,claims,burst_end,complexity,reliability,doc_accuracy]`: runs benchmarks and prints one JSON line per figure."""
 
 from __future__ import annotations
 
@@ -77,8 +77,22 @@ def _p4(args) -> list[dict]:
     return p4_ocr.run(p4_ocr.P4Options())
 
 
+def _doc_accuracy(args) -> list[dict]:
+    from bench import doc_accuracy
+
+    def listed(value: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(v.strip() for v in value.split(",") if v.strip()) if value else default
+
+    options = doc_accuracy.DocAccuracyOptions(
+        page_types=listed(args.pages, doc_accuracy.PAGE_TYPES), variants=listed(args.variants, doc_accuracy.VARIANTS),
+        systems=listed(args.systems, doc_accuracy.SYSTEMS), seeds=args.seeds, quick=args.quick,
+        report=args.doc_report)
+    return doc_accuracy.run(options)
+
+
 BENCHMARKS = {"p1": _p1, "p2": _p2, "p3": _p3, "p4": _p4, "intake": _intake, "claims": _claims,
-              "burst_end": _burst_end, "complexity": _complexity, "reliability": _reliability}
+              "burst_end": _burst_end, "complexity": _complexity, "reliability": _reliability,
+              "doc_accuracy": _doc_accuracy}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -107,6 +121,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="P1: also time the engine directly with stream_interval 1 (a delta per token)")
     parser.add_argument("--stock-intake", action="store_true",
                         help="P1: the worker with kombu's stock intake (worker.batched_intake false), for comparison")
+    parser.add_argument("--pages", help="doc_accuracy: page types (default: magazine,newspaper,paper,invoice,letter)")
+    parser.add_argument("--variants", help="doc_accuracy: pdf,scan300,scan200 (default: all three)")
+    parser.add_argument("--systems", help="doc_accuracy: maoocr,tesseract,pdf_text (default: all three)")
+    parser.add_argument("--seeds", type=int, default=2, help="doc_accuracy: pages of each type")
+    parser.add_argument("--quick", action="store_true", help="doc_accuracy: one paper page, PDF variant only")
+    parser.add_argument("--doc-report", help="doc_accuracy: write per-page scores and failed checks (JSON lines)")
     args = parser.parse_args(argv)
     chosen = [name.strip() for name in args.only.split(",") if name.strip()]
     unknown = [name for name in chosen if name not in BENCHMARKS]

@@ -29,6 +29,7 @@ class DevPage:
     pdf: bytes
     truth: Truth
     photos: list[tuple[float, float, float, float]]
+    columns: list[str]  # each column's (frame's) text as typeset, in reading order
 
     @property
     def name(self) -> str:
@@ -58,4 +59,5 @@ def build(page_type: str, seed: int) -> DevPage:
     checks = derive(sheet, text, random.Random(seed * 7919 + 1))
     truth = Truth(page_type=page_type, seed=seed, text=text, running=[t for _, t in sheet.running],
                   tables=sheet.tables, checks=checks)
-    return DevPage(page_type, seed, sheet.pdf(), truth, sheet.photos)
+    columns = [" ".join(w for w in frame.words if w) for frame in sheet.frames]
+    return DevPage(page_type, seed, sheet.pdf(), truth, sheet.photos, columns)
