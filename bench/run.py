@@ -1,4 +1,5 @@
-"""`maoocr bench [--only p1,p2,p3,p4,intake,claims,burst_end,complexity,reliability,doc_accuracy]`: runs benchmarks and prints one JSON line per figure."""
+"""`maoocr bench [--only p1,p2,p3,p4,intake,claims,burst_end,complexity,reliability,doc_accuracy]`: runs
+benchmarks and prints one JSON line per figure."""
 
 from __future__ import annotations
 
@@ -84,9 +85,9 @@ def _doc_accuracy(args) -> list[dict]:
         return tuple(v.strip() for v in value.split(",") if v.strip()) if value else default
 
     options = doc_accuracy.DocAccuracyOptions(
-        page_types=listed(args.pages, doc_accuracy.PAGE_TYPES), variants=listed(args.variants, doc_accuracy.VARIANTS),
-        systems=listed(args.systems, doc_accuracy.SYSTEMS), seeds=args.seeds, quick=args.quick,
-        report=args.doc_report)
+        page_types=listed(args.pages, doc_accuracy.PAGE_TYPES),
+        variants=listed(args.variants, doc_accuracy.VARIANTS), systems=listed(args.systems, doc_accuracy.SYSTEMS),
+        seeds=args.seeds, quick=args.quick, report=args.doc_report)
     return doc_accuracy.run(options)
 
 

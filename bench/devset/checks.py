@@ -33,7 +33,8 @@ def derive(sheet: Sheet, text: str, rng: random.Random) -> list[Check]:
 
 def _present(sheet: Sheet, unique, rng: random.Random) -> list[Check]:
     sentences = [s for b in sheet.blocks if b.kind in ("text", "quote", "caption")
-                 for s in split_sentences(b.text) if 30 <= len(s) <= 150 and unique(s, 30)]
+                 for s in split_sentences(b.text) if 30 <= len(s) <= 150 and unique(s, 30)
+                 and not any(junction in s for junction in sheet.interrupted)]
     short = [b.text for b in sheet.blocks if b.kind in ("title", "heading", "meta") and 8 <= len(b.text) <= 90
              and unique(b.text)]
     picked = rng.sample(sentences, min(len(sentences), MAX_PRESENT - min(4, len(short))))

@@ -103,7 +103,10 @@ class Sheet:
         self.frames: list[Frame] = []  # every flow's frames, in reading order
         self.photos: list[Rect] = []  # where halftoned pictures are, for the bilevel scan
         self.chain = ""  # the chain new blocks join
-        self.order: list[tuple[str, int, str]] = []  # (text, frame index, note): text before that frame starts
+        self.order: list[tuple[str, int, str]] = []
+        # "word word" junctions where text jumps over a float (a pull quote, a photo): sentences across them
+        # are not asked for as present, since where a reader puts the float is a matter of taste
+        self.interrupted: list[str] = []  # (text, frame index, note): text before that frame starts
 
     # -- drawing primitives ----------------------------------------------------------------------------------
     def string(self, text: str, x: float, y: float, font: str, size: float, align: Align = "left") -> None:
@@ -162,6 +165,7 @@ class Flow:
         self.index = 0
         self.y = frames[0].top
         self.full = False
+        self.jumped = False  # the last slot lay past an obstacle that filled the line
         if register:
             sheet.frames.extend(frames)
 
@@ -203,6 +207,7 @@ class Flow:
                         x0 = max(x0, ox1 + self.gap)
             if x1 - x0 < min_fraction * f.width:
                 self.y = bottom
+                self.jumped = True
                 continue
             self.y = bottom
             return x0, x1, top
@@ -222,6 +227,9 @@ class Flow:
             if slot is None:
                 break
             x0, x1, top = slot
+            if self.jumped and i > 0:
+                self.sheet.interrupted.append(words[i] if split_at else f"{words[i - 1]} {words[i]}")
+            self.jumped = False
             if first:
                 x0 += style.indent
             avail = x1 - x0
