@@ -149,6 +149,16 @@ def test_spanning_header_becomes_one_cell_with_colspan(recognizer, ocr, ruled) -
     assert table.markdown == table.html  # a pipe table cannot span
 
 
+@pytest.mark.parametrize(("grid", "ruled"), [(PRICES, True), (REVENUE, False)], ids=["prices-ruled", "revenue-unruled"])
+def test_grey_noisy_scan_of_a_table_still_reads(recognizer, ocr, grid, ruled) -> None:
+    image, truth, _ = render_table(grid, ruled=ruled)
+    scan = docgen.noisy(docgen.Page(image, [])).image  # low contrast, blur, noise: SLANet invents rows on it as is
+    table = recognizer.recognize(scan, ocr_words(ocr, scan))
+    assert table.source == "slanet"
+    assert (table.rows, table.cols) == (6, 4)
+    assert cells_right(table, truth) >= MIN_CELLS_RIGHT, table.markdown
+
+
 def test_a_line_across_two_cells_is_split_at_its_spaces(recognizer) -> None:
     grid = [["Name", "City", "Code"], ["Ann Lee", "New York", "NY"], ["Bo Chen", "Los Angeles", "LA"],
             ["Cy Diaz", "San Diego", "SD"]]

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from maoocr.documents import paper_rgb
 from maoocr.ocr.base import OCREngineUnavailable
 from maoocr.ocr.types import Box, Table, TableCell
 
@@ -70,6 +71,8 @@ class TableRecognizer:
         options = ort.SessionOptions()
         # The model's decoding loop makes onnxruntime warn about output shapes at every step of every call.
         options.log_severity_level = 3
+        # Spinning threads wait for work by burning CPU that the OCR engine sharing these cores needs.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads:
             options.intra_op_num_threads = int(threads)
             options.inter_op_num_threads = 1
@@ -79,19 +82,20 @@ class TableRecognizer:
         except Exception as exc:  # a corrupt or foreign file: say which, at construction
             raise OCREngineUnavailable(f"table structure model {path} cannot be loaded: {exc}") from exc
         # PaddleOCR's TableLabelDecode: "<td>" alone is never predicted, "<td></td>" is; sos/eos wrap the list.
-        self._vocab = ["sos", *[t for t in tokens if t != "<td>"], "<td></td>", "eos"]
+        tokens = [t for t in tokens if t != "<td>"]
+        self._vocab = ["sos", *tokens, *([] if "<td></td>" in tokens else ["<td></td>"]), "eos"]
         self._input = self._session.get_inputs()[0].name
         self._lock = threading.Lock()
 
     def structure(self, crop: Image.Image) -> tuple[list[str], list[Box]]:
         """The model's structure tokens and one box per cell token (crop pixels, the text area of the cell)."""
-        bgr = np.asarray(crop.convert("RGB"))[:, :, ::-1]
-        h, w = bgr.shape[:2]
+        rgb = paper_rgb(crop)
+        w, h = rgb.size
         scale = _SIDE / max(h, w)
         size = (max(1, int(w * scale)), max(1, int(h * scale)))
-        small = np.asarray(Image.fromarray(np.ascontiguousarray(bgr)).resize(size, Image.Resampling.BILINEAR))
+        small_bgr = np.asarray(rgb.resize(size, Image.Resampling.BILINEAR))[:, :, ::-1]
         x = np.zeros((_SIDE, _SIDE, 3), dtype=np.float32)
-        x[: size[1], : size[0]] = (small.astype(np.float32) / 255.0 - _MEAN) / _STD
+        x[: size[1], : size[0]] = (small_bgr.astype(np.float32) / 255.0 - _MEAN) / _STD
         with self._lock:
             box_out, prob_out = self._session.run(None, {self._input: x.transpose(2, 0, 1)[None]})
         tokens: list[str] = []
@@ -115,35 +119,61 @@ class TableRecognizer:
         """The table in `crop` (an upright table region) with `words` (text and box in crop pixels) in its cells.
 
         A line that crosses a column boundary is split at its spaces by x position when its pieces fit the columns.
-        Falls back to `table_from_words` when the model's grid is implausible; `Table.source` then says why.
+        A grey, noisy scan the model misreads is read again binarised. Falls back to `table_from_words` when the
+        model's grid stays implausible; `Table.source` then says why.
         """
         words = _clean(words)
-        if min(crop.size) < 8:
-            return _alignment_table(words, "alignment: crop too small for the structure model")
-        try:
-            tokens, boxes = self.structure(crop)
-        except Exception as exc:  # an inference failure on one odd crop should not lose the table's text
-            log.warning("table structure model failed: %s", exc)
-            return _alignment_table(words, f"alignment: structure model failed ({type(exc).__name__})")
-        slots = _fill(decode_structure(tokens, boxes))
         aligned = table_from_words(words)
-        reason = _implausible(slots, aligned)
-        grid = None if reason else _partition(slots, words, crop.size)
-        if grid is None:
-            reason = reason or "the model's cell boxes overlap"
-            log.info("table structure rejected: %s", reason)
-            return aligned.model_copy(update={"source": f"alignment: {reason}"})
-        col_edges, row_edges = grid
-        texts = _place(slots, words, col_edges, row_edges)
-        reason = _mostly_empty(slots, texts)
-        if reason:
-            log.info("table structure rejected: %s", reason)
-            return aligned.model_copy(update={"source": f"alignment: {reason}"})
-        cells = [TableCell(row=s.row, col=s.col, row_span=s.row_span, col_span=s.col_span, text=text,
-                           box=(col_edges[s.col], row_edges[s.row], col_edges[s.col + s.col_span],
-                                row_edges[s.row + s.row_span]))
-                 for s, text in zip(slots, texts, strict=True)]
-        return _table(cells, "slanet")
+        if not words:
+            return aligned.model_copy(update={"source": "alignment: no words in the region"})
+        if min(crop.size) < 8:
+            return aligned.model_copy(update={"source": "alignment: crop too small for the structure model"})
+        reasons = []
+        for attempt in (crop, None):
+            image = attempt if attempt is not None else _binarized(crop)
+            try:
+                tokens, boxes = self.structure(image)
+            except Exception as exc:  # an inference failure on one odd crop should not lose the table's text
+                log.warning("table structure model failed: %s", exc)
+                reasons.append(f"structure model failed ({type(exc).__name__})")
+                break
+            result = _fit(decode_structure(tokens, boxes), words, crop.size, aligned)
+            if isinstance(result, Table):
+                return result
+            reasons.append(result)
+        log.info("table structure rejected: %s", "; ".join(reasons))
+        return aligned.model_copy(update={"source": f"alignment: {reasons[0]}"})
+
+
+def _binarized(crop: Image.Image) -> Image.Image:
+    """Black ink on white paper (Otsu's threshold after a light blur): scan noise and grey paper make SLANet
+    invent rows, the clean version reads right."""
+    import cv2
+
+    gray = cv2.GaussianBlur(np.asarray(crop.convert("L")), (5, 5), 0)
+    _, ink = cv2.threshold(gray, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    return Image.fromarray(ink).convert("RGB")
+
+
+def _fit(slots: list[_Slot], words: list[Word], size: tuple[int, int], aligned: Table) -> Table | str:
+    """The model's grid with the words placed in it, or why that grid is not believable."""
+    slots = _fill(slots)
+    reason = _implausible(slots, aligned)
+    if reason:
+        return reason
+    grid = _partition(slots, words, size)
+    if grid is None:
+        return "the model's cells overlap"
+    col_edges, row_edges = grid
+    texts = _place(slots, words, col_edges, row_edges)
+    reason = _mostly_empty(slots, texts)
+    if reason:
+        return reason
+    cells = [TableCell(row=s.row, col=s.col, row_span=s.row_span, col_span=s.col_span, text=text,
+                       box=(col_edges[s.col], row_edges[s.row], col_edges[s.col + s.col_span],
+                            row_edges[s.row + s.row_span]))
+             for s, text in zip(slots, texts, strict=True)]
+    return _table(cells, "slanet")
 
 
 @lru_cache(maxsize=None)
@@ -396,7 +426,8 @@ def _implausible(slots: list[_Slot], aligned: Table) -> str | None:
     rows = max(s.row + s.row_span for s in slots)
     if aligned.cols >= 2 and cols < 0.75 * aligned.cols:
         return f"the model found {cols} columns where the words align in {aligned.cols}"
-    if aligned.rows >= 2 and rows < 0.5 * aligned.rows:
+    # Wrapped cells make several aligned rows of one table row, so only a far smaller count is suspicious.
+    if aligned.rows >= 2 and rows < aligned.rows / 3:
         return f"the model found {rows} rows where the words align in {aligned.rows}"
     return None
 
@@ -425,10 +456,8 @@ def _edges(spans: list[tuple[int, int, float, float]], count: int, low: float, h
     for k in range(count - 1):
         right = float(np.median(ends[k])) if ends[k] else None
         left = float(np.median(starts[k + 1])) if starts[k + 1] else None
-        if right is None and left is None:
-            edges.append(float("nan"))
-        else:
-            edges.append((right + left) / 2 if right is not None and left is not None else (right or left))
+        known = [v for v in (right, left) if v is not None]
+        edges.append(sum(known) / len(known) if known else float("nan"))
     edges.append(high)
     values = np.array(edges)
     missing = np.isnan(values)
