@@ -224,6 +224,7 @@ def run(options: DocAccuracyOptions) -> list[dict]:
                                                  "cer": round(result.cer, 4), "checks": result.checks,
                                                  "failures": result.failures, "seconds": round(seconds, 3),
                                                  "error": error}) + "\n")
+                        report.flush()
     finally:
         for system in systems:
             system.close()
