@@ -73,6 +73,7 @@ def structure_page(boxes: Sequence[Box], texts: Sequence[str], regions: Sequence
         lines = [loose[k] for k in paragraph]
         units.append(Unit("text", lines, _union(boxes, lines), source="lines"))
     _type_by_geometry(units, boxes, texts, size)
+    units = _pair_labels_with_values(units, boxes)
     ordered = _merge_split_paragraphs(_reading_order(units, texts), boxes)
     return PageLayout(ordered, _count_columns(ordered, size))
 
@@ -132,9 +133,14 @@ def _type_by_geometry(units: list[Unit], boxes: Sequence[Box], texts: Sequence[s
     body = median(heights)
     for unit in units:
         text = " ".join(texts[i] for i in unit.lines).strip()
-        if unit.type in ("header", "footer"):
+        if unit.type in ("header", "footer") and unit.lines:
+            tall = median(boxes[i][3] - boxes[i][1] for i in unit.lines) > 1.3 * body
             if _PAGE_NUMBER.match(text):
                 unit.type = "page_number"
+            elif tall or (unit.type == "header" and unit.box[1] > 0.2 * height) or \
+                    (unit.type == "footer" and unit.box[3] < 0.8 * height):
+                # A letterhead in large type, or a "header" in mid-page, is part of the page's content.
+                unit.type = "title" if tall and unit.box[1] < 0.5 * height else "text"
             continue
         if unit.type not in ("text", "title") or not unit.lines:
             continue
@@ -188,9 +194,11 @@ def _before(a: Box, b: Box, spanners: Sequence[Box]) -> bool:
                    for c in spanners)
 
 
-def _topological(boxes: list[Box]) -> list[int]:
+def _topological(boxes: list[Box], dividers: Sequence[Box] = ()) -> list[int]:
+    """Kahn's sort of Breuel's partial order; `dividers` are not ordered but part the page like a full-width
+    title does (a table across the page between an invoice's header fields and its totals)."""
     n = len(boxes)
-    wide = [b for b in boxes if any(_x_overlap(b, o) for o in boxes if o is not b)]
+    wide = [b for b in boxes if any(_x_overlap(b, o) for o in boxes if o is not b)] + list(dividers)
     after: list[list[int]] = [[] for _ in range(n)]
     blockers = [0] * n
     for i in range(n):
@@ -218,23 +226,52 @@ def _reading_order(units: list[Unit], texts: Sequence[str]) -> list[Unit]:
     feet = sorted((u for u in running if u not in heads), key=lambda u: (u.box[1], u.box[0]))
     flow = [u for u in units if u.type not in RUNNING_TYPES and u.type not in FLOATS]
     floats = sorted((u for u in units if u.type in FLOATS), key=lambda u: (u.box[1], u.box[0]))
-    ordered = [flow[i] for i in _topological([u.box for u in flow])]
+    left = min((u.box[0] for u in flow), default=0.0)
+    right = max((u.box[2] for u in flow), default=0.0)
+    dividers = [u.box for u in floats if u.box[2] - u.box[0] >= 0.8 * (right - left)]
+    ordered = [flow[i] for i in _topological([u.box for u in flow], dividers)]
     for unit in floats:
         ordered.insert(_float_slot(unit, ordered, texts), unit)
     return heads + ordered + feet
 
 
+def _pair_labels_with_values(units: list[Unit], boxes: Sequence[Box]) -> list[Unit]:
+    """A column of short labels beside a column of values, row for row (an invoice's totals), reads row by row.
+    Columns of running text never qualify: their gutter is narrow against their lines."""
+    out = list(units)
+    for a in units:
+        if a not in out or a.type != "text" or not 2 <= len(a.lines) <= 30:
+            continue
+        width = max(boxes[i][2] - boxes[i][0] for i in a.lines)
+        for b in units:
+            if b is a or b not in out or b.type != "text" or len(b.lines) != len(a.lines):
+                continue
+            gap = b.box[0] - a.box[2]
+            if not 0.5 * width < gap < 4 * width:
+                continue
+            rows_a = sorted(a.lines, key=lambda i: boxes[i][1])
+            rows_b = sorted(b.lines, key=lambda i: boxes[i][1])
+            if all(abs(_centre_y(boxes[i]) - _centre_y(boxes[j])) < 0.5 * (boxes[i][3] - boxes[i][1])
+                   for i, j in zip(rows_a, rows_b, strict=True)):
+                a.lines = [k for pair in zip(rows_a, rows_b, strict=True) for k in pair]
+                a.box = _union(boxes, a.lines)
+                out.remove(b)
+                break
+    return out
+
+
 def _merge_split_paragraphs(units: list[Unit], boxes: Sequence[Box]) -> list[Unit]:
-    """One paragraph cut into two text blocks (the model drew two regions) is joined again: the second starts
-    right under the first at the same left edge, one line pitch down."""
+    """One paragraph (or title) cut into two blocks is joined again: the second starts one line pitch under
+    the first, at the same left edge (titles: anywhere over it, being often centred)."""
     merged: list[Unit] = []
     for unit in units:
         prev = merged[-1] if merged else None
-        if prev is not None and prev.type == unit.type == "text" and prev.lines and unit.lines:
+        if prev is not None and prev.type == unit.type and unit.type in ("text", "title") and prev.lines \
+                and unit.lines:
             last, first = boxes[prev.lines[-1]], boxes[unit.lines[0]]
             height = min(last[3] - last[1], first[3] - first[1])
-            if 0 <= first[1] - last[3] < 0.75 * height + 1 and abs(first[0] - prev.box[0]) < 1.5 * height \
-                    and _x_overlap(prev.box, unit.box):
+            aligned = unit.type == "title" or abs(first[0] - prev.box[0]) < 1.5 * height
+            if 0 <= first[1] - last[3] < 0.75 * height + 1 and aligned and _x_overlap(prev.box, unit.box):
                 prev.lines += unit.lines
                 prev.box = _union(boxes, prev.lines)
                 continue

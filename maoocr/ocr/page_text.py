@@ -73,7 +73,18 @@ def block_text(kind: str, lines: Sequence[str], table: Table | None = None) -> s
 
 def page_text(blocks: Sequence[Block], keep_running: bool = False) -> str:
     """Blocks in reading order, separated by blank lines."""
-    return "\n\n".join(b.text for b in blocks if b.text and (keep_running or b.type not in RUNNING_TYPES))
+    return _join_blocks([b.text for b in blocks if b.text and (keep_running or b.type not in RUNNING_TYPES)])
+
+
+def _join_blocks(parts: Sequence[str]) -> str:
+    """Blank lines between blocks, except where a word broken at the foot of a column goes on in the next."""
+    out = ""
+    for part in parts:
+        if out and _HYPHEN_END.search(out) and part[:1].islower():
+            out = out[:-1] + part
+        else:
+            out = f"{out}\n\n{part}" if out else part
+    return out
 
 
 def page_markdown(blocks: Sequence[Block], lines: Sequence[OCRLine], keep_running: bool = False) -> str:
@@ -87,7 +98,7 @@ def page_markdown(blocks: Sequence[Block], lines: Sequence[OCRLine], keep_runnin
         if not block.text or (block.type in RUNNING_TYPES and not keep_running):
             continue
         parts.append(_block_markdown(block, heights.get(block.index, 0.0), body_height, top_height))
-    return "\n\n".join(parts)
+    return _join_blocks(parts)
 
 
 def _block_markdown(block: Block, height: float, body_height: float, top_height: float) -> str:

@@ -18,6 +18,11 @@ from maoocr.ocr.types import Point
 
 # Fractions of the line height (about 1.15 em for the loose boxes pdfium gives).
 SPLIT_GAP = 0.8  # wider gaps end a segment: column gutters and table cell padding, not justified spaces
+# Words next to each other in the text stream keep together across wider gaps when the gap is like the others of
+# that run: justified narrow columns stretch every space past SPLIT_GAP alike, while a table row's cell gaps stand
+# out against the spaces inside its cells (and the stream jumps elsewhere at a column gutter).
+STREAM_GAP = 4.0
+STREAM_GAP_RATIO = 2.5
 SPACE_GAP = 0.1  # narrower gaps between words that are apart in the text stream join without a space
 MIN_OVERLAP = 0.5  # vertical overlap, as a share of the smaller height, for a word to join a line
 
@@ -88,13 +93,21 @@ def _fill_directions(directions: np.ndarray) -> np.ndarray:
 
 
 def _chain(boxes: np.ndarray, texts: list[str], order: np.ndarray) -> list[Word]:
-    """Stream neighbours on one baseline with a gap between a small overlap and SPLIT_GAP become one Word."""
+    """Stream neighbours on one baseline become one Word when their gap is small, or no wider than the spaces
+    of their run of stream neighbours (justified text)."""
     x0, y0, x1, y1 = boxes.T
-    h = np.minimum(y1[:-1] - y0[:-1], y1[1:] - y0[1:])
+    h = np.maximum(np.minimum(y1[:-1] - y0[:-1], y1[1:] - y0[1:]), 1e-6)
     overlap = np.minimum(y1[:-1], y1[1:]) - np.maximum(y0[:-1], y0[1:])
     gap = x0[1:] - x1[:-1]
-    joined = ((order[1:] == order[:-1] + 1) & (overlap >= MIN_OVERLAP * np.maximum(h, 1e-6))
-              & (gap > -0.2 * h) & (gap <= SPLIT_GAP * h))
+    neighbours = (order[1:] == order[:-1] + 1) & (overlap >= MIN_OVERLAP * h) & (gap > -0.2 * h)
+    joined = neighbours & (gap <= SPLIT_GAP * h)
+    wide = np.nonzero(neighbours & ~joined & (gap <= STREAM_GAP * h))[0]
+    if wide.size:
+        runs = np.concatenate(([0], np.cumsum(~neighbours)))  # run id of each gap's left word
+        for k in wide.tolist():
+            in_run = np.nonzero((runs[:-1] == runs[k]) & neighbours)[0]
+            if gap[k] <= STREAM_GAP_RATIO * max(float(np.median(np.maximum(gap[in_run], 0.0))), 0.05 * h[k]):
+                joined[k] = True
     starts = np.concatenate(([0], np.nonzero(~joined)[0] + 1))
     ends = np.concatenate((starts[1:], [len(texts)]))
     lo = [a.tolist() for a in (np.minimum.reduceat(x0, starts), np.minimum.reduceat(y0, starts))]

@@ -14,7 +14,9 @@ import numpy as np
 import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
 
-_WORD = re.compile(r"\S+")
+# pdfium marks a hyphen that breaks a word across lines as U+FFFE and joins the two halves: the halves are
+# separate words on separate lines, the first one ending in its hyphen again.
+_WORD = re.compile("[^\\s\ufffe]+\ufffe?|\ufffe")
 # Replacement character, C0/C1 controls (pdfium passes unmapped character codes through), private use, surrogates.
 _BAD = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffd\ue000-\uf8ff\U000f0000-\U0010ffff\ud800-\udfff]")
 _NOT_ALNUM = re.compile(r"[\W_]")
@@ -69,7 +71,7 @@ def read_words(textpage: pdfium.PdfTextPage, to_px: tuple[float, ...], size: tup
     first, last = _char_boxes(raw, starts, to_px), _char_boxes(raw, ends - 1, to_px)
     boxes = np.concatenate([np.minimum(first[:, :2], last[:, :2]), np.maximum(first[:, 2:], last[:, 2:])], axis=1)
     directions = _directions(first, last)
-    texts = [text[s:e] for s, e in spans]
+    texts = [text[s:e].replace("\ufffe", "-") for s, e in spans]
     # pdfium inserts spaces for wide gaps, but not always (one TJ array spanning two table cells): words long for
     # their character count are looked at character by character.
     horizontal = (directions == 0) | (directions == 180)

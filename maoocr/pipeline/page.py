@@ -83,9 +83,34 @@ def process_page(image: Image.Image, index: int, page: int, options: OCROptions,
             strategy, reason = "accurate", f"{reason}; VLM OCR failed ({failure}) -> fell back to 'accurate'"
     if ocr is None:
         ocr = steps.engine_for(strategy).recognize(image)
-    timings = {"analysis": analysis.analysis_ms, **extra, **ocr.timings_ms,
-               "page_total": (time.perf_counter() - start) * 1000}
-    return PageResult(index=index, page=page, status="succeeded", text=ocr.text, lines=ocr.lines,
-                      complexity=analysis, strategy=strategy, strategy_reason=reason,
-                      engine=ocr.engine, orientation=ocr.orientation, width=ocr.width, height=ocr.height,
-                      timings_ms=timings)
+    ocr.timings_ms = {"analysis": analysis.analysis_ms, **extra, **ocr.timings_ms}
+    return _result(ocr, index, page, options, analysis, strategy, reason, start)
+
+
+def read_text_layer_page(image: Image.Image, layer: TextLayerPage, steps: PageSteps) -> PageOCR:
+    """The page from its PDF text layer, through the same layout, reading order and tables as OCR'd pages;
+    image regions big enough to hold text (a mixed page) are OCR'd and their lines joined in."""
+    started = time.perf_counter()
+    lines = list(layer.lines)
+    timings: dict[str, float] = {}
+    if layer.image_regions:
+        engine = steps.engine_for("fast")
+        for box in layer.image_regions:
+            x0, y0 = int(max(0, box[0])), int(max(0, box[1]))
+            crop = image.crop((x0, y0, max(x0 + 1, int(box[2])), max(y0 + 1, int(box[3]))))
+            for line in engine.recognize(crop).lines:
+                lines.append(RawLine(line.text, [(x + x0, y + y0) for x, y in line.polygon], line.confidence))
+        timings["image_regions_ocr"] = round((time.perf_counter() - started) * 1000, 1)
+    return assemble_page("text_layer", lines, 0, image.size, timings, image, steps.structurer)
+
+
+def _result(ocr: PageOCR, index: int, page: int, options: OCROptions, analysis: ComplexityAnalysis | None,
+            strategy: str, reason: str, start: float) -> PageResult:
+    keep = options.keep_headers
+    timings = {**ocr.timings_ms, "page_total": (time.perf_counter() - start) * 1000}
+    text = page_text(ocr.blocks, keep_running=True) if keep and ocr.blocks else ocr.text
+    markdown = page_markdown(ocr.blocks, ocr.lines, keep_running=keep) if ocr.blocks else ocr.text
+    return PageResult(index=index, page=page, status="succeeded", text=text, markdown=markdown, lines=ocr.lines,
+                      blocks=ocr.blocks, columns=ocr.columns, layout_note=ocr.layout_note, complexity=analysis,
+                      strategy=strategy, strategy_reason=reason, engine=ocr.engine, orientation=ocr.orientation,
+                      width=ocr.width, height=ocr.height, timings_ms=timings)
