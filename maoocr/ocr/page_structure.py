@@ -74,7 +74,9 @@ def structure_page(boxes: Sequence[Box], texts: Sequence[str], regions: Sequence
         units.append(Unit("text", lines, _union(boxes, lines), source="lines"))
     _type_by_geometry(units, boxes, texts, size)
     units = _pair_labels_with_values(units, boxes)
-    ordered = _merge_split_paragraphs(_reading_order(units, texts), boxes)
+    heights = [boxes[i][3] - boxes[i][1] for u in units for i in u.lines]
+    body = median(heights) if heights else 0.0
+    ordered = _merge_split_paragraphs(_reading_order(units, texts, body), boxes)
     return PageLayout(ordered, _count_columns(ordered, size))
 
 
@@ -97,26 +99,30 @@ def _union(boxes: Sequence[Box], lines: Sequence[int]) -> Box:
 
 
 def _distinct(regions: Sequence[LayoutRegion]) -> list[LayoutRegion]:
-    """Best-scoring first; a region mostly inside a kept one of the same type is the same region found twice."""
+    """Best-scoring first; a region mostly inside a kept one of the same type is the same region found twice,
+    and a table mostly over a surer text region is prose the model also took for a table."""
     kept: list[LayoutRegion] = []
     for region in sorted(regions, key=lambda r: -r.score):
         area = _area(region.box) or 1.0
-        if any(k.type == region.type and _intersection(k.box, region.box) > 0.8 * area for k in kept):
+        if any(_intersection(k.box, region.box) > 0.8 * area and (k.type == region.type) or
+               _intersection(k.box, region.box) > 0.5 * area and k.type == "text" and region.type == "table"
+               for k in kept):
             continue
         kept.append(region)
     return kept
 
 
 def _owner(box: Box, regions: Sequence[LayoutRegion]) -> int | None:
-    """The region holding most of the line (at least half of it); the smaller region wins near-ties, being the
-    more specific one (a caption inside a figure's box)."""
+    """The region holding most of the line (at least half of it); a table takes every line in it (its cells
+    may have been found as text regions too), else the smaller region wins near-ties, being the more specific
+    one (a caption inside a figure's box)."""
     area = _area(box) or 1.0
     best, best_key = None, None
     for r, region in enumerate(regions):
         share = _intersection(box, region.box) / area
         if share < 0.5:
             continue
-        key = (round(share / 0.15), -_area(region.box))
+        key = (region.type == "table", round(share / 0.15), -_area(region.box))
         if best_key is None or key > best_key:
             best, best_key = r, key
     return best
@@ -220,7 +226,7 @@ def _topological(boxes: list[Box], dividers: Sequence[Box] = ()) -> list[int]:
     return order
 
 
-def _reading_order(units: list[Unit], texts: Sequence[str]) -> list[Unit]:
+def _reading_order(units: list[Unit], texts: Sequence[str], body: float) -> list[Unit]:
     running = [u for u in units if u.type in RUNNING_TYPES]
     heads = sorted((u for u in running if u.type == "header" or _is_top(u, units)), key=lambda u: (u.box[1], u.box[0]))
     feet = sorted((u for u in running if u not in heads), key=lambda u: (u.box[1], u.box[0]))
@@ -229,10 +235,28 @@ def _reading_order(units: list[Unit], texts: Sequence[str]) -> list[Unit]:
     left = min((u.box[0] for u in flow), default=0.0)
     right = max((u.box[2] for u in flow), default=0.0)
     dividers = [u.box for u in floats if u.box[2] - u.box[0] >= 0.8 * (right - left)]
-    ordered = [flow[i] for i in _topological([u.box for u in flow], dividers)]
+    ordered = []
+    for band in _bands(flow, 1.5 * body):
+        ordered += [band[i] for i in _topological([u.box for u in band], dividers)]
     for unit in floats:
         ordered.insert(_float_slot(unit, ordered, texts), unit)
     return heads + ordered + feet
+
+
+def _bands(units: list[Unit], min_gap: float) -> list[list[Unit]]:
+    """Units cut into horizontal bands at whitespace across the whole page, taller than `min_gap` (a paragraph
+    break that happens to line up in two columns is narrower): a newspaper's upper stories end before the
+    lower ones begin, whatever their columns."""
+    bands: list[list[Unit]] = []
+    bottom = None
+    for unit in sorted(units, key=lambda u: u.box[1]):
+        if bottom is None or unit.box[1] - bottom >= min_gap:
+            bands.append([unit])
+            bottom = unit.box[3]
+        else:
+            bands[-1].append(unit)
+            bottom = max(bottom, unit.box[3])
+    return bands
 
 
 def _pair_labels_with_values(units: list[Unit], boxes: Sequence[Box]) -> list[Unit]:
