@@ -60,6 +60,17 @@ def test_the_truth_scores_perfectly(pages, page_type: str) -> None:
     assert result.table_cells_found == result.table_cells
 
 
+def test_floats_may_sit_anywhere_but_must_be_there(pages) -> None:
+    truth = pages["magazine"].truth
+    assert len(truth.floats) == 2  # the pull quote and the photo caption
+    body = truth.text
+    for text in truth.floats:
+        body = body.replace(text, "")
+    moved = "\n\n".join(truth.floats) + "\n\n" + body
+    assert score(truth, SystemOutput(text=moved)).cer == 0
+    assert score(truth, SystemOutput(text=body)).cer > 0.02
+
+
 def test_pages_are_the_same_for_the_same_seed(pages) -> None:
     again = build("magazine", 3)
     assert again.truth == pages["magazine"].truth and again.pdf == pages["magazine"].pdf

@@ -58,6 +58,7 @@ def build(page_type: str, seed: int) -> DevPage:
     text = "\n\n".join(block.text for block in sheet.blocks if block.text)
     checks = derive(sheet, text, random.Random(seed * 7919 + 1))
     truth = Truth(page_type=page_type, seed=seed, text=text, running=[t for _, t in sheet.running],
+                  floats=[block.text for block in sheet.blocks if block.floating and block.text],
                   tables=sheet.tables, checks=checks)
     columns = [" ".join(w for w in frame.words if w) for frame in sheet.frames]
     return DevPage(page_type, seed, sheet.pdf(), truth, sheet.photos, columns)

@@ -79,6 +79,7 @@ class Block:
     kind: str  # title, heading, text, caption, quote, equation, table, meta
     text: str
     chain: str = ""  # blocks of one chain are read one after the other (order checks pair neighbours in a chain)
+    floating: bool = False  # outside the text flow: its place in the reading order is not fixed
 
 
 @dataclass

@@ -107,6 +107,7 @@ def magazine(seed: int) -> Sheet:
             flow.space(6)
             flow.heading(prose.headline((2, 4)), sub)
         flow.paragraph(prose.paragraph((3, 6)), body)
+    quote_block.floating = caption_block.floating = True
     s.blocks.extend([quote_block, caption_block])
     s.running_string("page_number", folio, left if int(folio) % 2 == 0 else right, 770, "sans_bold", 8,
                      "left" if int(folio) % 2 == 0 else "right")

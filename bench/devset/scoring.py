@@ -75,11 +75,23 @@ def find(needle: str, haystack: str, threshold: float) -> int | None:
     return None if found is None else found.dest_start
 
 
-def cer(truth: str, output: str) -> float:
+def cer(truth: str, output: str, floats: list[str] | tuple[str, ...] = ()) -> float:
+    """Edit distance over the truth's length, whitespace folded. Each float (a text of `truth` whose place in
+    the reading order is free) is cut out of both sides first, from wherever the output has it, and scored
+    on its own: so its position costs nothing and its errors still count."""
     ref, hyp = normalize_text(truth), normalize_text(output)
     if not ref:
         return 0.0 if not hyp else 1.0
-    return Levenshtein.distance(ref, hyp) / len(ref)
+    length, edits = len(ref), 0
+    for text in map(normalize_text, floats):
+        ref = ref.replace(text, " ", 1)
+        found = fuzz.partial_ratio_alignment(text, hyp, score_cutoff=80) if len(hyp) > len(text) else None
+        if found is None:
+            edits += len(text)
+            continue
+        edits += Levenshtein.distance(text, hyp[found.dest_start:found.dest_end])
+        hyp = f"{hyp[:found.dest_start]} {hyp[found.dest_end:]}"
+    return (edits + Levenshtein.distance(normalize_text(ref), normalize_text(hyp))) / length
 
 
 def run_check(check: Check, output: SystemOutput, text: str | None = None, tables: list[Grid] | None = None) -> bool:
@@ -114,7 +126,7 @@ def score(truth: Truth, output: SystemOutput) -> PageScore:
     excluded = sum(run_check(c, output, text) for c in running)
     cells = sum(len(row) for grid in truth.tables for row in grid)
     found = sum(_cells_found(grid, tables) for grid in truth.tables)
-    return PageScore(cer=cer(truth.text, output.text), chars=len(normalize_text(truth.text)), running=len(running),
+    return PageScore(cer=cer(truth.text, output.text, truth.floats), chars=len(normalize_text(truth.text)), running=len(running),
                      running_excluded=excluded, table_cells=cells, table_cells_found=found, checks=checks,
                      failures=failures)
 

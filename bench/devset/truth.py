@@ -33,6 +33,9 @@ class Truth(BaseModel):
     seed: int
     text: str = Field(description="the body in reading order, headers/footers/page numbers left out; "
                                   "blocks separated by blank lines, table rows one per line, cells by spaces")
+    floats: list[str] = Field(default_factory=list, description="blocks outside the text flow (a pull quote, a "
+                                                                "photo caption): last in `text`, but CER takes them "
+                                                                "wherever the output puts them")
     running: list[str] = Field(description="running headers, footers and page numbers, as printed")
     tables: list[Grid] = Field(default_factory=list, description="each table as rows of cell strings")
     checks: list[Check] = Field(default_factory=list)
