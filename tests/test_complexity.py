@@ -1,8 +1,10 @@
-"""Page complexity features on synthetic 150 dpi A4 pages whose layout, rotation, skew and noise are known."""
+"""Page complexity features on synthetic pages whose layout, rotation, skew and noise are known: 150 dpi A4 gray
+images, and 300 dpi 1-bit Group 4 TIFFs as archives keep their scans."""
 
 from __future__ import annotations
 
 import functools
+import io
 import math
 
 import numpy as np
@@ -10,6 +12,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageOps
 
 from bench.complexity_bench import A4_150DPI, font, make_page
+from maoocr.documents import load_document
 from maoocr.errors import InvalidRequest, UnprocessableDocument
 from maoocr.pipeline.complexity import ComplexityAnalysis, analyze_page
 
@@ -179,3 +182,75 @@ def test_invalid_input() -> None:
             analyze_page(page("plain"), dpi=dpi)
     with pytest.raises(UnprocessableDocument):
         analyze_page(Image.new("L", (20, 400), 255))
+
+
+# -- bilevel archive scans ----------------------------------------------------------------------------------------
+
+def bilevel_magazine(seed: int = 3) -> Image.Image:
+    """A 300 dpi A4 magazine page: a title across the page over three unequal columns, thresholded to 1 bit."""
+    import random  # noqa: PLC0415
+
+    from bench.complexity_bench import draw_paragraphs  # noqa: PLC0415
+
+    img = Image.new("L", (2480, 3508), 255)
+    draw = ImageDraw.Draw(img)
+    draw.text((180, 180), "The Weekly Magazine Story", font=font(110), fill=0)
+    rng, x = random.Random(seed), 180
+    for width in (1000, 480, 480):
+        draw_paragraphs(draw, (x, 420, x + width, 3508 - 220), rng, size=38)
+        x += width + 80
+    return img.point(lambda v: 255 if v > 128 else 0).convert("1")
+
+
+def group4_tiff(image: Image.Image, dpi: int = 300) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format="TIFF", compression="group4", dpi=(dpi, dpi))
+    return buf.getvalue()
+
+
+@functools.lru_cache(maxsize=None)
+def magazine_tiff() -> bytes:
+    return group4_tiff(bilevel_magazine())
+
+
+def test_bilevel_three_column_tiff_uses_its_own_dpi() -> None:
+    doc = load_document(magazine_tiff())
+    assert doc.page_dpi(0) == 300.0
+    f = analyze_page(doc.render_page(0), doc.page_dpi(0)).features
+    assert (f.dpi, f.dpi_source) == (300.0, "given")
+    assert not f.is_blank and f.contrast == 1.0 and (f.ink_level, f.background_level) == (0.0, 255.0)
+    assert f.columns == 3
+    assert f.orientation == 0 and f.orientation_confidence > 0.5
+
+
+def test_small_bilevel_image_is_not_blank() -> None:
+    # Up to 1024 px the page is analysed unreduced: only 0 and 255, which every Otsu level splits equally well.
+    img = Image.new("L", (640, 480), 255)
+    draw = ImageDraw.Draw(img)
+    for row in range(10):
+        draw.text((30, 30 + 42 * row), "Invoice 2024-0117 was paid on March 5th, balance", font=font(28), fill=0)
+    doc = load_document(group4_tiff(img.point(lambda v: 255 if v > 128 else 0).convert("1")))
+    for dpi in (None, doc.page_dpi(0)):
+        f = analyze_page(doc.render_page(0), dpi).features
+        assert not f.is_blank and f.contrast == 1.0 and f.text_lines_per_column >= 8
+        assert f.dpi_source in ("given", "line_pitch")
+
+
+@pytest.mark.parametrize(("turn", "reported"), [(90, 90), (-90, 270), (180, 180)])
+def test_orientation_of_a_turned_bilevel_scan(turn: int, reported: int) -> None:
+    """PIL turns counter-clockwise for positive angles; `orientation` is the counter-clockwise turn of the page."""
+    doc = load_document(group4_tiff(bilevel_magazine().rotate(turn, expand=True)))
+    f = analyze_page(doc.render_page(0), doc.page_dpi(0)).features
+    assert (f.orientation, f.columns) == (reported, 3) and f.orientation_confidence > 0.5
+    upright = doc.render_page(0).rotate(-f.orientation, expand=True)
+    assert upright.size == (2480, 3508)
+
+
+@pytest.mark.parametrize(("dpi", "stated"), [(300, 300.0), (600, 600.0), (72, None)])
+def test_page_dpi_of_images(dpi: int, stated: float | None) -> None:
+    img = Image.new("L", (2480, 3508), 255)
+    png = io.BytesIO()
+    img.save(png, format="PNG", dpi=(dpi, dpi))
+    # 72 dpi would make this a 34 x 49 inch page: a placeholder, not a scan resolution.
+    assert load_document(png.getvalue()).page_dpi(0) == stated
+    assert load_document(group4_tiff(img.convert("1"), dpi)).page_dpi(0) == stated

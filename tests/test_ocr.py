@@ -29,6 +29,7 @@ from maoocr.ocr import (
 from maoocr.ocr.geometry import bounding_box, rotate_clockwise, upright_to_input
 from maoocr.ocr.rapid_engine import RapidOCREngine, packaged_model_dir
 from maoocr.ocr.reading_order import order_lines
+from maoocr.pipeline.complexity import analyze_page
 from tests import docgen
 
 CER_CLEAN_EN = 0.02
@@ -124,6 +125,22 @@ def test_rotated_english_is_corrected(engine: OCREngine, english: docgen.Page, d
         assert x0 >= -2 and x1 <= page.image.width + 2 and y0 >= -2 and y1 <= page.image.height + 2
         if degrees in (90, 270) and len(line.text) > 5:
             assert y1 - y0 > x1 - x0, line
+
+
+@pytest.mark.parametrize(("turn", "clockwise_fix", "counter_clockwise_turn"), [(90, 90, 90), (-90, 270, 270),
+                                                                            (180, 180, 180)])
+def test_both_orientation_reports_follow_their_docs(engine: OCREngine, english: docgen.Page, turn: int,
+                                                    clockwise_fix: int, counter_clockwise_turn: int) -> None:
+    """A page turned by `turn` (PIL: positive is counter-clockwise). PageOCR.orientation is the clockwise turn that
+    reads it upright; PageFeatures.orientation is the counter-clockwise turn of the upright page."""
+    turned = english.image.rotate(turn, expand=True, fillcolor="white")
+    result = engine.recognize(turned)
+    features = analyze_page(turned).features
+    assert (result.orientation, features.orientation) == (clockwise_fix, counter_clockwise_turn)
+    # Each report undoes the turn the way its doc says.
+    upright = rotate_clockwise(turned, result.orientation)
+    assert upright.tobytes() == english.image.convert(upright.mode).tobytes()
+    assert turned.rotate(-features.orientation, expand=True).tobytes() == upright.tobytes()
 
 
 @pytest.mark.parametrize("degrees", [90, 180])

@@ -106,7 +106,9 @@ def _chain(boxes: np.ndarray, texts: list[str], order: np.ndarray) -> list[Word]
         runs = np.concatenate(([0], np.cumsum(~neighbours)))  # run id of each gap's left word
         for k in wide.tolist():
             in_run = np.nonzero((runs[:-1] == runs[k]) & neighbours)[0]
-            if gap[k] <= STREAM_GAP_RATIO * max(float(np.median(np.maximum(gap[in_run], 0.0))), 0.05 * h[k]):
+            # Against the run's narrowest gap: justified spaces are all alike, while a table row's header or
+            # cells with spaces in them would make a median as wide as the cell gaps themselves.
+            if gap[k] <= STREAM_GAP_RATIO * max(float(np.maximum(gap[in_run], 0.0).min()), 0.05 * h[k]):
                 joined[k] = True
     starts = np.concatenate(([0], np.nonzero(~joined)[0] + 1))
     ends = np.concatenate((starts[1:], [len(texts)]))

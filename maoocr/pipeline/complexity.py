@@ -45,7 +45,8 @@ def analyze_page(image: Image.Image, dpi: float | None = None) -> ComplexityAnal
       CJK, digits, tables of numbers and heavy noise leave too few such lines or too small a difference. Then
       the base orientation (0 or 90) is reported with orientation_confidence <= 0.5: read that as "upright or
       upside down, unknown".
-    - columns: whitespace gutters >= 0.12 in wide in the ink profile along the lines, table area excluded.
+    - columns: whitespace gutters >= 0.12 in wide that stay open through >= 1.5 in of half-inch bands (titles,
+      pictures and unequal columns do not hide them), table area excluded; the most blocks any band holds.
     - tables: >= 2 horizontal and >= 2 vertical ruled lines (5 in all) that overlap, by morphological opening of
       the deskewed page. Borderless, dashed-rule and horizontal-rules-only tables are not detected.
     - contrast: paper level minus ink level; noise: robust sigma of x - median3x3(x); colour: saturated share.
@@ -119,10 +120,11 @@ def _geometry(full: np.ndarray, ink: Ink, k: int, dpi: float | None, dpi_source:
     flipped = cues.asymmetry < 0 and flip_conf >= 0.5
     h_rules, v_rules, box = _table_rules(ink.rules, skew, dpi / k)
     table_area = 0.0
-    if box is not None:
+    text_only = straight
+    if box is not None:  # table cells are not text columns
         x0, y0, x1, y1 = box if not vertical else (box[1], box[0], box[3], box[2])
-        along = along.copy()
-        along[x0:x1] -= cv2.reduce(straight[y0:y1, x0:x1], 0, cv2.REDUCE_SUM, dtype=cv2.CV_32F).ravel()
+        text_only = straight.copy()
+        text_only[y0:y1, x0:x1] = 0
         table_area = (x1 - x0) * (y1 - y0) / float(straight.size)
     return dict(dpi=dpi, dpi_source=dpi_source, skew_deg=round(skew, 2),
                 text_area_ratio=round(float(np.count_nonzero(quarter >= 13)) / quarter.size, 4),
@@ -130,7 +132,7 @@ def _geometry(full: np.ndarray, ink: Ink, k: int, dpi: float | None, dpi_source:
                 ink_level=round(cues.ink, 2), background_level=round(cues.background, 2),
                 orientation=(90 if vertical else 0) + (180 if flipped else 0),
                 orientation_confidence=round(axis_conf * (0.5 + 0.5 * flip_conf if flip_conf >= 0.5 else 0.5), 3),
-                columns=count_columns(along, dpi / k), has_table=box is not None, horizontal_rules=h_rules,
+                columns=count_columns(text_only, dpi / k), has_table=box is not None, horizontal_rules=h_rules,
                 vertical_rules=v_rules, table_area_ratio=round(table_area, 4))
 
 
@@ -179,14 +181,18 @@ def _crop_cues(full: np.ndarray, ink: Ink, k: int, skew: float, vertical: bool, 
     cy, cx = (r0 + r1) / 2 * f, (c0 + c1) / 2 * f
     fh, fw = full.shape[:2]
     kc = max(1, round(max(fh, fw) / 1800))
-    crop = reduce_by(np.ascontiguousarray(full[max(0, int(cy - half_h)):min(fh, int(cy + half_h)),
-                                             max(0, int(cx - half_w)):min(fw, int(cx + half_w))]), kc)
+    window = full[max(0, int(cy - half_h)):min(fh, int(cy + half_h)),
+                  max(0, int(cx - half_w)):min(fw, int(cx + half_w))]
+    crop = reduce_by(np.ascontiguousarray(window), kc)
     if crop.ndim == 3:
         crop = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)
     crop = cv2.medianBlur(255 - crop if ink.inverted else crop, 3)
     hist = gray_histogram(crop)
     ink_level, background = ink.ink, ink.background
-    if hist[: ink.thresh + 1].sum() >= 50:  # else the crop missed the text: keep the work-scale levels
+    levels = _two_levels(window, ink.inverted)
+    if levels is not None:  # a bilevel scan: its levels are exact, reducing it would only blur them together
+        ink_level, background = levels
+    elif hist[: ink.thresh + 1].sum() >= 50:  # else the crop missed the text: keep the work-scale levels
         ink_level = hist_quantile(hist[: ink.thresh + 1], 0.1)
         background = ink.thresh + 1 + hist_quantile(hist[ink.thresh + 1:], 0.5)
     _, mask = cv2.threshold(crop, ink.thresh, 255, cv2.THRESH_BINARY_INV)
@@ -217,6 +223,20 @@ def _crop_cues(full: np.ndarray, ink: Ink, k: int, skew: float, vertical: bool, 
     both = (above > 0) & (below > 0) & (heights <= 2.5 * med)  # taller runs are figures or merged lines
     a, b = float(above[both].sum()), float(below[both].sum())
     return _CropCues((a - b) / (a + b) if both.any() else 0.0, int(both.sum()), med * kc, ink_level, background)
+
+
+def _two_levels(window: np.ndarray, inverted: bool) -> tuple[float, float] | None:
+    """(ink, paper) gray levels when a full-resolution sample of the page holds just two (1-bit scans)."""
+    sample = np.ascontiguousarray(window[::3, ::3])
+    if sample.ndim == 3:
+        sample = cv2.cvtColor(sample, cv2.COLOR_RGB2GRAY)
+    if sample.size == 0:
+        return None
+    hist = gray_histogram(255 - sample if inverted else sample)
+    top = np.argsort(hist)[-2:]
+    if hist[top].sum() < 0.995 * hist.sum() or abs(int(top[0]) - int(top[1])) < 64 or hist[top].min() == 0:
+        return None
+    return float(top.min()), float(top.max())
 
 
 def _table_rules(rules: np.ndarray, skew: float, work_dpi: float) -> tuple[int, int, tuple[int, int, int, int] | None]:

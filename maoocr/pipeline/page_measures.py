@@ -98,15 +98,25 @@ def hist_quantile(hist: np.ndarray, q: float) -> float:
         return 0.0
     k = int(np.searchsorted(cum, q * cum[-1]))
     below = float(cum[k - 1]) if k > 0 else 0.0
-    return float(k + (q * cum[-1] - below) / hist[k] - 0.5) if hist[k] > 0 else float(k)
+    value = float(k + (q * cum[-1] - below) / hist[k] - 0.5) if hist[k] > 0 else float(k)
+    # Bin k spans k - 0.5 .. k + 0.5; gray levels themselves stop at the first and last bin.
+    return min(max(value, 0.0), float(hist.size - 1))
 
 
 def otsu_level(hist: np.ndarray) -> int:
+    """Otsu's threshold, in the middle of the levels that split the histogram equally well.
+
+    A bilevel page (only 0 and 255) splits equally well at every level from 0 to 254; the first of them, 0,
+    would call nothing ink."""
     omega, mu = np.cumsum(hist), np.cumsum(hist * np.arange(hist.size))
     denom = omega * (omega[-1] - omega)
     with np.errstate(divide="ignore", invalid="ignore"):
         between = np.where(denom > 0, (mu[-1] * omega - mu * omega[-1]) ** 2 / denom, -1.0)
-    return int(np.argmax(between))
+    top = float(between.max())
+    if top <= 0:  # one gray level: nothing to split
+        return int(np.argmax(between))
+    best = np.nonzero(between >= top * (1.0 - 1e-9))[0]
+    return int(best[0] + best[-1]) // 2 if best[-1] - best[0] == best.size - 1 else int(best[0])
 
 
 def binarize_page(gray: np.ndarray) -> Ink:
@@ -214,16 +224,55 @@ def find_gutters(along: np.ndarray, min_width: int) -> tuple[int, int, np.ndarra
     return lo, hi, lo + starts[wide], lo + ends[wide]
 
 
-def count_columns(along: np.ndarray, work_dpi: float) -> int:
-    """Text blocks side by side along the lines: >= 0.3 in wide and >= 4 % of the ink, between gutters."""
-    if along.max() <= 0:  # all the ink is in the table
+def count_columns(straight: np.ndarray, work_dpi: float) -> int:
+    """Text blocks side by side along the lines (`straight`: deskewed ink mask, lines along axis 1).
+
+    Whole-page profiles miss columns whenever a title, a standfirst or a picture spans a gutter, and unequal
+    columns; so the page is cut into bands about half an inch tall, and a gutter is a gap >= 0.12 in wide that
+    stays empty through >= 1.5 in of consecutive bands. Each band is then split at the gutters it keeps open;
+    the count is the most blocks (>= 0.3 in wide, >= 4 % of the band's ink) any band holds."""
+    h, w = straight.shape
+    rows = cv2.reduce(straight, 1, cv2.REDUCE_SUM, dtype=cv2.CV_32F).ravel()
+    if rows.max() <= 0:  # all the ink is in the table
         return 1
-    lo, hi, g_starts, g_ends = find_gutters(along, max(3, int(0.12 * work_dpi)))
-    cuts = np.concatenate(([lo], np.stack([g_starts, g_ends], axis=1).ravel(), [hi + 1]))
-    cum = np.concatenate(([0.0], np.cumsum(np.maximum(along, 0.0))))
-    total = cum[hi + 1] - cum[lo]
-    return max(1, sum(1 for s, e in zip(cuts[0::2], cuts[1::2])
-                      if e - s >= 0.3 * work_dpi and cum[e] - cum[s] >= 0.04 * total))
+    r0, r1 = ink_extent(rows, 0.005)
+    band_h = max(4, int(0.5 * work_dpi))
+    bounds = list(range(r0, r1 + 1, band_h)) + [r1 + 1]
+    profiles = np.stack([cv2.reduce(straight[a:b], 0, cv2.REDUCE_SUM, dtype=cv2.CV_32F).ravel()
+                         for a, b in zip(bounds[:-1], bounds[1:]) if b > a])
+    min_width = max(3, int(0.12 * work_dpi))
+    gaps = np.zeros(profiles.shape, dtype=bool)
+    for i, prof in enumerate(profiles):
+        if prof.max() <= 0:
+            continue
+        lo, hi, starts, ends = find_gutters(prof, min_width)
+        for s, e in zip(starts, ends):
+            gaps[i, s:e] = True
+    # Longest run of consecutive bands in which each x lies in a gap.
+    run, longest = np.zeros(w, dtype=np.int32), np.zeros(w, dtype=np.int32)
+    for row in gaps:
+        run = np.where(row, run + 1, 0)
+        np.maximum(longest, run, out=longest)
+    gutter = longest >= max(2, math.ceil(1.5 * work_dpi / band_h))
+    best = 1
+    for i, prof in enumerate(profiles):
+        total = float(prof.sum())
+        if total <= 0:
+            continue
+        open_here = (gutter & gaps[i]).astype(np.int8)
+        edges = np.diff(np.concatenate(([0], open_here, [0])))
+        cuts = np.concatenate(([0], np.stack([np.nonzero(edges == 1)[0], np.nonzero(edges == -1)[0]], axis=1).ravel(),
+                               [w]))
+        cum = np.concatenate(([0.0], np.cumsum(prof)))
+        blocks = 0
+        for s, e in zip(cuts[0::2], cuts[1::2]):
+            ink = cum[e] - cum[s]
+            if ink >= 0.04 * total:
+                nz = np.nonzero(prof[s:e])[0]
+                if nz.size and nz[-1] - nz[0] + 1 >= 0.3 * work_dpi:
+                    blocks += 1
+        best = max(best, blocks)
+    return best
 
 
 def strip_profiles(img: np.ndarray, lo: int, hi: int, strips: int) -> np.ndarray:
