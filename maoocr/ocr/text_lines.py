@@ -103,13 +103,13 @@ def _chain(boxes: np.ndarray, texts: list[str], order: np.ndarray) -> list[Word]
     joined = neighbours & (gap <= SPLIT_GAP * h)
     wide = np.nonzero(neighbours & ~joined & (gap <= STREAM_GAP * h))[0]
     if wide.size:
-        runs = np.concatenate(([0], np.cumsum(~neighbours)))  # run id of each gap's left word
-        for k in wide.tolist():
-            in_run = np.nonzero((runs[:-1] == runs[k]) & neighbours)[0]
-            # Against the run's narrowest gap: justified spaces are all alike, while a table row's header or
-            # cells with spaces in them would make a median as wide as the cell gaps themselves.
-            if gap[k] <= STREAM_GAP_RATIO * max(float(np.maximum(gap[in_run], 0.0).min()), 0.05 * h[k]):
-                joined[k] = True
+        runs = np.concatenate(([0], np.cumsum(~neighbours)))[:-1]  # run id of each gap's left word
+        # Against the run's narrowest gap: justified spaces are all alike, while a table row's header or cells
+        # with spaces in them would make a median as wide as the cell gaps themselves.
+        narrowest = np.full(int(runs.max()) + 1, np.inf)
+        np.minimum.at(narrowest, runs[neighbours], np.maximum(gap[neighbours], 0.0))
+        reference = np.maximum(narrowest[runs[wide]], 0.05 * h[wide])
+        joined[wide[gap[wide] <= STREAM_GAP_RATIO * reference]] = True
     starts = np.concatenate(([0], np.nonzero(~joined)[0] + 1))
     ends = np.concatenate((starts[1:], [len(texts)]))
     lo = [a.tolist() for a in (np.minimum.reduceat(x0, starts), np.minimum.reduceat(y0, starts))]
