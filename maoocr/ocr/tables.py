@@ -141,8 +141,9 @@ class TableRecognizer:
             if isinstance(result, Table):
                 return result
             reasons.append(result)
-        log.info("table structure rejected: %s", "; ".join(reasons))
-        return aligned.model_copy(update={"source": f"alignment: {reasons[0]}"})
+        why = "; ".join(dict.fromkeys(reasons))
+        log.info("table structure rejected: %s", why)
+        return aligned.model_copy(update={"source": f"alignment: {why}"})
 
 
 def _binarized(crop: Image.Image) -> Image.Image:
@@ -426,14 +427,25 @@ def _implausible(slots: list[_Slot], aligned: Table) -> str | None:
     rows = max(s.row + s.row_span for s in slots)
     if aligned.cols >= 2 and cols < 0.75 * aligned.cols:
         return f"the model found {cols} columns where the words align in {aligned.cols}"
-    # Wrapped cells make several aligned rows of one table row, so only a far smaller count is suspicious.
-    if aligned.rows >= 2 and rows < aligned.rows / 3:
-        return f"the model found {rows} rows where the words align in {aligned.rows}"
+    # Wrapped cells make several aligned rows of one table row, but continuation lines leave most columns empty:
+    # more rows with text in (nearly) every column than the model has rows means it merged rows.
+    full = _full_rows(aligned)
+    if rows < full:
+        return f"the model found {rows} rows where {full} rows of words fill the columns"
     return None
 
 
+def _full_rows(table: Table) -> int:
+    filled: dict[int, int] = {}
+    for cell in table.cells:
+        if cell.text:
+            filled[cell.row] = filled.get(cell.row, 0) + cell.col_span
+    return sum(1 for count in filled.values() if count >= 0.75 * table.cols)
+
+
 def _mostly_empty(slots: list[_Slot], texts: list[str]) -> str | None:
-    """The model invents regular grids on blank or non-table crops: most of their rows or columns get no text."""
+    """The model invents regular grids on blank or non-table crops, and extra rows on noisy scans: many of their rows
+    or columns get no text."""
     rows = max(s.row + s.row_span for s in slots)
     cols = max(s.col + s.col_span for s in slots)
     filled = [s for s, text in zip(slots, texts, strict=True) if text]
@@ -441,23 +453,23 @@ def _mostly_empty(slots: list[_Slot], texts: list[str]) -> str | None:
         return "no text in the model's cells"
     filled_rows = {r for s in filled for r in range(s.row, s.row + s.row_span)}
     filled_cols = {c for s in filled for c in range(s.col, s.col + s.col_span)}
-    if len(filled_rows) < 0.5 * rows or len(filled_cols) < 0.5 * cols:
+    if len(filled_rows) < 0.7 * rows or len(filled_cols) < 0.7 * cols:
         return (f"text in {len(filled_rows)} of the model's {rows} rows and {len(filled_cols)} of its {cols} "
                 "columns")
     return None
 
 
-def _edges(spans: list[tuple[int, int, float, float]], count: int, low: float, high: float) -> list[float] | None:
+def _edges(spans: list[tuple[int, int, float, float]], count: int, low: float, high: float,
+           extents: list[tuple[float, float]]) -> list[float] | None:
     """Boundaries between `count` columns (or rows) from the model's boxes: (first index, last index, start, end).
-    The first and last edges are `low` and `high`; None when the model's boxes give no increasing order."""
+    The first and last edges are `low` and `high`; None when the model's boxes give no increasing order.
+    `extents` are the words' along the same axis: an edge goes where the fewest of them cross."""
     starts = [[a for i, _, a, _ in spans if i == k] for k in range(count)]
     ends = [[b for _, j, _, b in spans if j == k] for k in range(count)]
     edges = [low]
     for k in range(count - 1):
-        right = float(np.median(ends[k])) if ends[k] else None
-        left = float(np.median(starts[k + 1])) if starts[k + 1] else None
-        known = [v for v in (right, left) if v is not None]
-        edges.append(sum(known) / len(known) if known else float("nan"))
+        known = [float(np.median(v)) for v in (ends[k], starts[k + 1]) if v]
+        edges.append(_quiet_point(min(known), max(known), extents) if known else float("nan"))
     edges.append(high)
     values = np.array(edges)
     missing = np.isnan(values)
@@ -466,6 +478,18 @@ def _edges(spans: list[tuple[int, int, float, float]], count: int, low: float, h
     if np.any(np.diff(values) <= 0):
         return None
     return [float(v) for v in values]
+
+
+def _quiet_point(lo: float, hi: float, extents: list[tuple[float, float]]) -> float:
+    """The point of [lo, hi] (the gap between two columns' text, by the model's medians) that the fewest words
+    cross, nearest the middle: a header wider than its column's data must not be cut in two."""
+    xs = np.linspace(lo, hi, max(2, min(200, int(hi - lo) + 1)))
+    if not extents or hi - lo < 1:
+        return (lo + hi) / 2
+    spans = np.array(extents)
+    crossing = ((spans[:, :1] + 1 < xs) & (xs < spans[:, 1:] - 1)).sum(axis=0)
+    best = np.flatnonzero(crossing == crossing.min())
+    return float(xs[best[np.argmin(np.abs(xs[best] - (lo + hi) / 2))]])
 
 
 def _partition(slots: list[_Slot], words: list[Word], size: tuple[int, int]) -> tuple[list[float], list[float]] | None:
@@ -477,8 +501,10 @@ def _partition(slots: list[_Slot], words: list[Word], size: tuple[int, int]) -> 
     y_low = min([0.0] + [b[1] for _, b in words])
     x_high = max([float(size[0])] + [b[2] for _, b in words])
     y_high = max([float(size[1])] + [b[3] for _, b in words])
-    col_edges = _edges([(s.col, s.col + s.col_span - 1, s.box[0], s.box[2]) for s in boxed], cols, x_low, x_high)
-    row_edges = _edges([(s.row, s.row + s.row_span - 1, s.box[1], s.box[3]) for s in boxed], rows, y_low, y_high)
+    col_edges = _edges([(s.col, s.col + s.col_span - 1, s.box[0], s.box[2]) for s in boxed], cols, x_low, x_high,
+                       [(b[0], b[2]) for _, b in words])
+    row_edges = _edges([(s.row, s.row + s.row_span - 1, s.box[1], s.box[3]) for s in boxed], rows, y_low, y_high,
+                       [(b[1], b[3]) for _, b in words])
     if col_edges is None or row_edges is None:
         return None
     return col_edges, row_edges
