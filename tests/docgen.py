@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import random
 import subprocess
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -240,3 +241,49 @@ def corrupted(data: bytes, seed: int = 3, header: int = 64, trailer: int = 0) ->
     rng = random.Random(seed)
     body = rng.randbytes(len(data) - header - trailer)
     return data[:header] + body + (data[len(data) - trailer:] if trailer else b"")
+
+
+JOURNAL_HEADER = "Journal of Inland Waters 43 (2016) 197-211"
+
+
+def born_digital_paper(pages: int = 2) -> tuple[bytes, list[list[str]]]:
+    """A two-column PDF with a text layer: a running header and a page number on every page, a title on the first.
+    Returns the bytes and each page's paragraphs in reading order (left column, then right)."""
+    from reportlab.lib.pagesizes import A4
+    from reportlab.pdfgen import canvas
+
+    buf = io.BytesIO()
+    pdf = canvas.Canvas(buf, pagesize=A4)
+    width, height = A4
+    rng = random.Random(11)
+    words = ("river delta sediment glacier valley harbour lantern orchard meadow village council budget season "
+             "harvest weather station engineer bridge museum gallery painter chapter winter summer market").split()
+    truth: list[list[str]] = []
+    for number in range(1, pages + 1):
+        pdf.setFont("Helvetica", 8)
+        pdf.drawString(60, height - 40, JOURNAL_HEADER)
+        pdf.drawCentredString(width / 2, 30, str(number))
+        top = height - 80
+        paragraphs: list[str] = []
+        if number == 1:
+            pdf.setFont("Helvetica-Bold", 16)
+            pdf.drawString(60, top, "Sediment Transport in Northern Deltas")
+            paragraphs.append("Sediment Transport in Northern Deltas")
+            top -= 40
+        for x in (60, width / 2 + 10):
+            y = top
+            while y > 80:
+                sentence = " ".join(rng.choice(words) for _ in range(rng.randint(18, 30))).capitalize() + "."
+                lines = textwrap.wrap(sentence, 45)
+                if y - 12 * len(lines) < 70:
+                    break
+                pdf.setFont("Helvetica", 9)
+                for line in lines:
+                    pdf.drawString(x, y, line)
+                    y -= 12
+                y -= 8
+                paragraphs.append(sentence)
+        truth.append(paragraphs)
+        pdf.showPage()
+    pdf.save()
+    return buf.getvalue(), truth

@@ -146,3 +146,31 @@ def test_cli_submit_status_stream(stack, tmp_path):
     absent = subprocess.run([*cli, "submit", str(tmp_path / "absent.png"), "--api", stack.base_url],
                             capture_output=True, text=True, timeout=60)
     assert absent.returncode == 2 and "is not a file" in absent.stderr
+
+
+def test_born_digital_pdf_reads_its_text_layer_in_column_order_without_running_headers(stack):
+    data, truth = docgen.born_digital_paper(pages=2)
+    job = wait_for_job(stack, upload(stack, data).json()["job_id"])
+    assert job["status"] == "succeeded", job
+    pages = job["result"]["pages"]
+    for page, paragraphs in zip(pages, truth, strict=True):
+        assert page["strategy"] == "text_layer" and "characters" in page["strategy_reason"]
+        assert page["columns"] == 2
+        assert docgen.JOURNAL_HEADER not in page["text"]
+        kinds = {block["type"] for block in page["blocks"]}
+        assert {"header", "page_number"} <= kinds, kinds
+        flat = " ".join(page["text"].split())
+        positions = [flat.find(paragraph) for paragraph in paragraphs]
+        assert -1 not in positions and positions == sorted(positions), positions
+    assert pages[0]["markdown"].startswith("# Sediment Transport in Northern Deltas")
+
+    kept = wait_for_job(stack, upload(stack, data, keep_headers="true").json()["job_id"])
+    kept_pages = kept["result"]["pages"]
+    assert kept_pages[0]["text"].startswith(docgen.JOURNAL_HEADER)
+    assert kept_pages[1]["text"].rstrip().endswith("2")
+    assert docgen.JOURNAL_HEADER in kept["result"]["markdown"]
+
+
+def test_keep_headers_must_be_a_boolean(stack):
+    reply = upload(stack, docgen.encode(docgen.english_page().image, "PNG"), keep_headers="maybe")
+    assert reply.status_code == 400 and "keep_headers" in reply.text

@@ -53,6 +53,15 @@ def structure_page(boxes: Sequence[Box], texts: Sequence[str], regions: Sequence
     """Typed units in reading order for lines `boxes`/`texts` of an upright page of `size` (w, h)."""
     regions = _distinct(regions)
     owner = [_owner(box, regions) for box in boxes]
+    for _ in range(4):  # a dropped table's lines may fall to a larger table region around it: look again
+        # Column rules around articles look like a ruled table to the model; its lines are prose. A table
+        # region without a line of text is no table either.
+        wrong = {r for r, region in enumerate(regions) if region.type == "table"
+                 and _not_a_table([texts[i] for i, o in enumerate(owner) if o == r])}
+        if not wrong:
+            break
+        regions = [region for r, region in enumerate(regions) if r not in wrong]
+        owner = [_owner(box, regions) for box in boxes]
     units: list[Unit] = []
     for r, region in enumerate(regions):
         members = [i for i, o in enumerate(owner) if o == r]
@@ -61,9 +70,11 @@ def structure_page(boxes: Sequence[Box], texts: Sequence[str], regions: Sequence
         if not members:
             units.append(Unit(region.type, [], region.box, region=region))
         elif region.type in _SPLIT_INTO_PARAGRAPHS:
-            for paragraph in _paragraphs([boxes[i] for i in members]):
+            # A column found by the model: only a gutter seen in several rows splits it (justified text's
+            # stretched spaces, cut by the detector, line up in two rows now and then).
+            for paragraph in _paragraphs([boxes[i] for i in members], min_rows=3):
                 lines = [members[k] for k in paragraph]
-                units.append(Unit(region.type, lines, _union(boxes, lines), region=region))
+                units.append(Unit(region.type, lines, _within(region.box, _union(boxes, lines)), region=region))
         else:
             lines = [members[k] for block in _paragraphs([boxes[i] for i in members]) for k in block]
             box = region.box if region.type in ("figure", "table") else _union(boxes, lines)
@@ -80,9 +91,28 @@ def structure_page(boxes: Sequence[Box], texts: Sequence[str], regions: Sequence
     return PageLayout(ordered, _count_columns(ordered, size))
 
 
-def _paragraphs(boxes: Sequence[Box]) -> list[list[int]]:
-    # Newspaper gutters can be narrower than a line is tall; two rows of lines that keep apart still make one.
-    return order_lines(boxes, min_gutter=0.6)
+def _not_a_table(texts: Sequence[str]) -> bool:
+    """No lines, or lines that read as prose: mostly letters and several words a line (a narrow column's
+    sentences, cut short by the detector at stretched spaces), where a table's rows hold numbers and its
+    cells few words."""
+    if not texts:
+        return True
+    words = sum(len(text.split()) for text in texts)
+    letters = sum(ch.isalpha() for text in texts for ch in text)
+    visible = sum(not ch.isspace() for text in texts for ch in text) or 1
+    return words >= 2.2 * len(texts) and letters >= 0.75 * visible
+
+
+def _paragraphs(boxes: Sequence[Box], min_rows: int = 2) -> list[list[int]]:
+    # Newspaper gutters can be narrower than a line is tall; rows of lines that keep apart still make one.
+    return order_lines(boxes, min_gutter=0.6, min_gutter_rows=min_rows)
+
+
+def _within(region: Box, lines: Box) -> Box:
+    """The lines' box, kept inside the region's columns: one stray line run across the gutter must not make
+    the block look wider than its column."""
+    x0, x1 = max(lines[0], region[0]), min(lines[2], region[2])
+    return (x0, lines[1], x1, lines[3]) if x1 > x0 else lines
 
 
 def _area(box: Box) -> float:
@@ -101,6 +131,7 @@ def _union(boxes: Sequence[Box], lines: Sequence[int]) -> Box:
 def _distinct(regions: Sequence[LayoutRegion]) -> list[LayoutRegion]:
     """Best-scoring first; a region mostly inside a kept one of the same type is the same region found twice,
     and a table mostly over a surer text region is prose the model also took for a table."""
+    regions = [r for r in regions if not _merged_columns(r, regions)]
     kept: list[LayoutRegion] = []
     for region in sorted(regions, key=lambda r: -r.score):
         area = _area(region.box) or 1.0
@@ -110,6 +141,15 @@ def _distinct(regions: Sequence[LayoutRegion]) -> list[LayoutRegion]:
             continue
         kept.append(region)
     return kept
+
+
+def _merged_columns(region: LayoutRegion, regions: Sequence[LayoutRegion]) -> bool:
+    """A text region drawn over two columns that the model also found one by one."""
+    if region.type != "text":
+        return False
+    inside = [r.box for r in regions if r is not region and r.type == "text"
+              and _intersection(r.box, region.box) > 0.8 * (_area(r.box) or 1.0)]
+    return any(a[2] <= b[0] + 0.1 * (b[2] - b[0]) for a in inside for b in inside if a is not b)
 
 
 def _owner(box: Box, regions: Sequence[LayoutRegion]) -> int | None:

@@ -13,6 +13,7 @@ from maoocr.documents import paper_rgb
 from maoocr.errors import EngineError, InvalidRequest
 from maoocr.ocr.base import OCREngine, OCREngineUnavailable, RawLine, assemble_page, to_bgr_array
 from maoocr.ocr.geometry import rotate_clockwise
+from maoocr.ocr.gutters import split_at_gutters
 from maoocr.ocr.orientation import detect_orientation
 from maoocr.ocr.page_builder import get_structurer
 from maoocr.ocr.types import PageOCR, Point
@@ -142,6 +143,11 @@ class RapidOCREngine(OCREngine):
             for box, text, score in zip(boxes, txts, scores, strict=True):
                 raw.append(RawLine(text=str(text), polygon=[(float(x) / factor, float(y) / factor) for x, y in box],
                                    confidence=float(score)))
+        if raw:
+            t0 = time.perf_counter()
+            with self._lock:
+                raw = split_at_gutters(upright, raw, self._read)
+            timings["gutters"] = _ms(time.perf_counter() - t0)
         t0 = time.perf_counter()
         page = assemble_page(self.name, raw, orientation, rgb.size, timings, upright, self._structurer)
         page.timings_ms["layout"] = _ms(time.perf_counter() - t0)
