@@ -137,3 +137,26 @@ def test_running_elements_leave_text_and_markdown_unless_kept():
     assert page_text(blocks, keep_running=True) == "THE OBSERVER\n\nRivers\n\nBody text.\n\n14"
     assert page_markdown(blocks, lines) == "# Rivers\n\nBody text."
     assert "THE OBSERVER" in page_markdown(blocks, lines, keep_running=True)
+
+
+def test_a_region_drawn_over_two_columns_the_model_also_found_gives_way_to_them():
+    page = magazine()
+    regions = [LayoutRegion("text", (90, 250, 840, 1600), 0.9), LayoutRegion("text", (95, 255, 475, 1590), 0.6),
+               LayoutRegion("text", (495, 255, 835, 1590), 0.5)]
+    layout = structure_page(page.boxes, page.texts, regions, PAGE)
+    column_units = [u for u in layout.units if page.labels[u.lines[0]] in ("c1", "c2")]
+    assert {u.region.box for u in column_units} == {regions[1].box, regions[2].box}
+
+
+def test_a_table_region_over_prose_is_not_a_table():
+    page = magazine()
+    for k, label in enumerate(page.labels):
+        if label in ("c1", "c2"):
+            page.texts[k] = "the river carried sediment down to the sea"
+    table = LayoutRegion("table", (90, 250, 840, 1600), 0.95)
+    types = {u.type for u in structure_page(page.boxes, page.texts, [table], PAGE).units}
+    assert "table" not in types
+    figures = Page()
+    figures.column("rows", 100, 900, 300, 8, text="Lindenfield 34.7 13.55 0.12 14")
+    kept = structure_page(figures.boxes, figures.texts, [LayoutRegion("table", (90, 290, 910, 600), 0.9)], PAGE)
+    assert [u.type for u in kept.units] == ["table"]
