@@ -56,8 +56,10 @@ def structure_page(boxes: Sequence[Box], texts: Sequence[str], regions: Sequence
     for _ in range(4):  # a dropped table's lines may fall to a larger table region around it: look again
         # Column rules around articles look like a ruled table to the model; its lines are prose. A table
         # region without a line of text is no table either.
-        wrong = {r for r, region in enumerate(regions) if region.type == "table"
-                 and _not_a_table([texts[i] for i, o in enumerate(owner) if o == r])}
+        wrong = {r for r, region in enumerate(regions)
+                 if region.type == "table" and _not_a_table([texts[i] for i, o in enumerate(owner) if o == r])
+                 or region.type == "figure" and _full_of_text([texts[i] for i, box in enumerate(boxes)
+                                                               if _share(box, region.box) >= 0.5])}
         if not wrong:
             break
         regions = [region for r, region in enumerate(regions) if r not in wrong]
@@ -89,6 +91,11 @@ def structure_page(boxes: Sequence[Box], texts: Sequence[str], regions: Sequence
     body = median(heights) if heights else 0.0
     ordered = _merge_split_paragraphs(_reading_order(units, texts, body), boxes)
     return PageLayout(ordered, _count_columns(ordered, size))
+
+
+def _full_of_text(texts: Sequence[str]) -> bool:
+    """More text than a photo's or a chart's labels: the model took a page area of text for a figure."""
+    return len(texts) >= 6 and sum(len(t) for t in texts) >= 150
 
 
 def _not_a_table(texts: Sequence[str]) -> bool:
@@ -143,6 +150,10 @@ def _distinct(regions: Sequence[LayoutRegion]) -> list[LayoutRegion]:
     return kept
 
 
+def _share(box: Box, region: Box) -> float:
+    return _intersection(box, region) / (_area(box) or 1.0)
+
+
 def _merged_columns(region: LayoutRegion, regions: Sequence[LayoutRegion]) -> bool:
     """A text region drawn over two columns that the model also found one by one."""
     if region.type != "text":
@@ -155,12 +166,11 @@ def _merged_columns(region: LayoutRegion, regions: Sequence[LayoutRegion]) -> bo
 def _owner(box: Box, regions: Sequence[LayoutRegion]) -> int | None:
     """The region holding most of the line (at least half of it); a table takes every line in it (its cells
     may have been found as text regions too), else the smaller region wins near-ties, being the more specific
-    one (a caption inside a figure's box)."""
-    area = _area(box) or 1.0
+    one (a caption inside a table's box). Figures own no lines: text on a picture is read as text."""
     best, best_key = None, None
     for r, region in enumerate(regions):
-        share = _intersection(box, region.box) / area
-        if share < 0.5:
+        share = _share(box, region.box)
+        if share < 0.5 or region.type == "figure":  # text on a picture is read where it stands, as text
             continue
         key = (region.type == "table", round(share / 0.15), -_area(region.box))
         if best_key is None or key > best_key:
