@@ -286,7 +286,7 @@ def _reading_order(units: list[Unit], texts: Sequence[str], body: float) -> list
     right = max((u.box[2] for u in flow), default=0.0)
     dividers = [u.box for u in floats if u.box[2] - u.box[0] >= 0.8 * (right - left)]
     ordered = []
-    for band in _bands(flow, 1.5 * body):
+    for band in _bands(flow, 1.0 * body):
         ordered += [band[i] for i in _topological([u.box for u in band], dividers)]
     for unit in floats:
         ordered.insert(_float_slot(unit, ordered, texts), unit)
