@@ -190,7 +190,7 @@ def _type_by_geometry(units: list[Unit], boxes: Sequence[Box], texts: Sequence[s
     for unit in units:
         text = " ".join(texts[i] for i in unit.lines).strip()
         if unit.type in ("header", "footer") and unit.lines:
-            tall = median(boxes[i][3] - boxes[i][1] for i in unit.lines) > 1.3 * body
+            tall = max(boxes[i][3] - boxes[i][1] for i in unit.lines) > 1.3 * body
             if _PAGE_NUMBER.match(text):
                 unit.type = "page_number"
             elif tall or (unit.type == "header" and unit.box[1] > 0.2 * height) or \
