@@ -25,7 +25,7 @@ class Page:
         y = y0
         for k in range(lines):
             self.boxes.append((x0, y, x1, y + height))
-            self.texts.append(text or f"{label} line {k}")
+            self.texts.append(text or "the river carried fine sediment down to the sea")
             self.labels.append(label)
             y += height + PITCH - LINE
         return y
@@ -160,3 +160,19 @@ def test_a_table_region_over_prose_is_not_a_table():
     figures.column("rows", 100, 900, 300, 8, text="Lindenfield 34.7 13.55 0.12 14")
     kept = structure_page(figures.boxes, figures.texts, [LayoutRegion("table", (90, 290, 910, 600), 0.9)], PAGE)
     assert [u.type for u in kept.units] == ["table"]
+
+
+def test_rows_of_aligned_cells_the_model_missed_become_a_table():
+    page = Page()
+    page.column("intro", 100, 1100, 100, 3)
+    for row in range(6):
+        y = 300 + row * PITCH
+        for x0, x1, text in ((100, 160, str(row + 3)), (200, 600, "Chart plotter mount"),
+                             (800, 900, f"{100 + row}.20"), (1000, 1120, f"1,{row}03.60")):
+            page.boxes.append((x0, y, x1, y + LINE))
+            page.texts.append(text)
+            page.labels.append("row")
+    layout = structure_page(page.boxes, page.texts, [], PAGE)
+    tables = [u for u in layout.units if u.type == "table"]
+    assert len(tables) == 1 and len(tables[0].lines) == 24
+    assert [u.type for u in layout.units if page.labels[u.lines[0]] == "intro"] == ["text"]

@@ -52,6 +52,7 @@ def structure_page(boxes: Sequence[Box], texts: Sequence[str], regions: Sequence
                    size: tuple[int, int]) -> PageLayout:
     """Typed units in reading order for lines `boxes`/`texts` of an upright page of `size` (w, h)."""
     regions = _distinct(regions)
+    regions += _aligned_tables(boxes, texts, regions)
     owner = [_owner(box, regions) for box in boxes]
     for _ in range(4):  # a dropped table's lines may fall to a larger table region around it: look again
         # Column rules around articles look like a ruled table to the model; its lines are prose. A table
@@ -86,11 +87,48 @@ def structure_page(boxes: Sequence[Box], texts: Sequence[str], regions: Sequence
         lines = [loose[k] for k in paragraph]
         units.append(Unit("text", lines, _union(boxes, lines), source="lines"))
     _type_by_geometry(units, boxes, texts, size)
-    units = _pair_labels_with_values(units, boxes)
+    units = _pair_labels_with_values(units, boxes, texts)
     heights = [boxes[i][3] - boxes[i][1] for u in units for i in u.lines]
     body = median(heights) if heights else 0.0
     ordered = _merge_split_paragraphs(_reading_order(units, texts, body), boxes)
     return PageLayout(ordered, _count_columns(ordered, size))
+
+
+def _aligned_tables(boxes: Sequence[Box], texts: Sequence[str],
+                    regions: Sequence[LayoutRegion]) -> list[LayoutRegion]:
+    """Tables the model missed: three or more rows in a row of three or more segments each, the segments of
+    one row under those of the row above. Prose in columns aligns the same way and is set aside later."""
+    tables = [r.box for r in regions if r.type == "table"]
+    free = [i for i, box in enumerate(boxes) if not any(_share(box, t) >= 0.5 for t in tables)]
+    rows: list[list[int]] = []
+    for i in sorted(free, key=lambda k: _centre_y(boxes[k])):
+        if rows and abs(_centre_y(boxes[rows[-1][0]]) - _centre_y(boxes[i])) < 0.5 * (boxes[i][3] - boxes[i][1]):
+            rows[-1].append(i)
+        else:
+            rows.append([i])
+    found: list[LayoutRegion] = []
+    run: list[list[int]] = []
+    for row in rows + [[]]:
+        if len(row) >= 3 and (not run or _aligned(run[-1], row, boxes)):
+            run.append(row)
+            continue
+        if len(run) >= 3:
+            start = rows.index(run[0])
+            header = rows[start - 1] if start else []  # column heads often fewer: joined by the detector
+            if len(header) >= 2 and _aligned(header, run[0], boxes, need=1):
+                run.insert(0, header)
+            found.append(LayoutRegion("table", _union(boxes, [i for r in run for i in r]), 0.5))
+        run = [row] if len(row) >= 3 else []
+    return found
+
+
+def _aligned(above: list[int], below: list[int], boxes: Sequence[Box], need: int = 2) -> bool:
+    """Most segments of `below` sit under a segment of `above`, and the rows are close."""
+    height = max(boxes[i][3] - boxes[i][1] for i in above + below)
+    if min(boxes[i][1] for i in below) - max(boxes[i][3] for i in above) > 2.5 * height:
+        return False
+    under = sum(any(min(boxes[i][2], boxes[j][2]) - max(boxes[i][0], boxes[j][0]) > 0 for j in above) for i in below)
+    return under >= max(need, 0.6 * len(below))
 
 
 def _full_of_text(texts: Sequence[str]) -> bool:
@@ -309,29 +347,34 @@ def _bands(units: list[Unit], min_gap: float) -> list[list[Unit]]:
     return bands
 
 
-def _pair_labels_with_values(units: list[Unit], boxes: Sequence[Box]) -> list[Unit]:
-    """A column of short labels beside a column of values, row for row (an invoice's totals), reads row by row.
-    Columns of running text never qualify: their gutter is narrow against their lines."""
+def _pair_labels_with_values(units: list[Unit], boxes: Sequence[Box], texts: Sequence[str]) -> list[Unit]:
+    """A column of short labels beside a column of figures, row for row (an invoice's totals), reads row by
+    row. Columns of running text never qualify (their gutter is narrow against their lines), nor do two
+    blocks of words side by side (an address beside invoice details)."""
     out = list(units)
     for a in units:
         if a not in out or a.type != "text" or not 2 <= len(a.lines) <= 30:
             continue
         width = max(boxes[i][2] - boxes[i][0] for i in a.lines)
         for b in units:
-            if b is a or b not in out or b.type != "text" or len(b.lines) != len(a.lines):
+            if b is a or b not in out or b.type != "text" or not 0.5 * width < b.box[0] - a.box[2] < 4 * width:
                 continue
-            gap = b.box[0] - a.box[2]
-            if not 0.5 * width < gap < 4 * width:
+            if not _mostly_figures([texts[i] for i in b.lines]):
                 continue
-            rows_a = sorted(a.lines, key=lambda i: boxes[i][1])
-            rows_b = sorted(b.lines, key=lambda i: boxes[i][1])
-            if all(abs(_centre_y(boxes[i]) - _centre_y(boxes[j])) < 0.5 * (boxes[i][3] - boxes[i][1])
-                   for i, j in zip(rows_a, rows_b, strict=True)):
-                a.lines = [k for pair in zip(rows_a, rows_b, strict=True) for k in pair]
+            pairs = sum(any(abs(_centre_y(boxes[i]) - _centre_y(boxes[j])) < 0.5 * (boxes[i][3] - boxes[i][1])
+                            for j in b.lines) for i in a.lines)
+            if pairs >= 2 and pairs >= 0.6 * len(b.lines):
+                height = median(boxes[i][3] - boxes[i][1] for i in a.lines + b.lines)
+                a.lines = sorted(a.lines + b.lines, key=lambda i: (round(_centre_y(boxes[i]) / height), boxes[i][0]))
                 a.box = _union(boxes, a.lines)
                 out.remove(b)
                 break
     return out
+
+
+def _mostly_figures(texts: Sequence[str]) -> bool:
+    digits = sum(ch.isdigit() for text in texts for ch in text)
+    return digits >= 0.5 * sum(ch.isalnum() for text in texts for ch in text)
 
 
 def _merge_split_paragraphs(units: list[Unit], boxes: Sequence[Box]) -> list[Unit]:
