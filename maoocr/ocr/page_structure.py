@@ -65,6 +65,9 @@ def structure_page(boxes: Sequence[Box], texts: Sequence[str], regions: Sequence
             break
         regions = [region for r, region in enumerate(regions) if r not in wrong]
         owner = [_owner(box, regions) for box in boxes]
+    for i, o in enumerate(owner):  # a running header or footer under a "figure" the model drew is still one
+        if o is not None and regions[o].type == "figure" and _in_running_band(boxes[i], size[1]):
+            owner[i] = None
     units: list[Unit] = []
     for r, region in enumerate(regions):
         members = [i for i, o in enumerate(owner) if o == r]
@@ -188,6 +191,10 @@ def _distinct(regions: Sequence[LayoutRegion]) -> list[LayoutRegion]:
     return kept
 
 
+def _in_running_band(box: Box, height: float) -> bool:
+    return box[3] <= _RUNNING_BAND * height or box[1] >= (1 - _RUNNING_BAND) * height
+
+
 def _share(box: Box, region: Box) -> float:
     return _intersection(box, region) / (_area(box) or 1.0)
 
@@ -204,11 +211,11 @@ def _merged_columns(region: LayoutRegion, regions: Sequence[LayoutRegion]) -> bo
 def _owner(box: Box, regions: Sequence[LayoutRegion]) -> int | None:
     """The region holding most of the line (at least half of it); a table takes every line in it (its cells
     may have been found as text regions too), else the smaller region wins near-ties, being the more specific
-    one (a caption inside a table's box). Figures own no lines: text on a picture is read as text."""
+    one (a caption inside a figure's box)."""
     best, best_key = None, None
     for r, region in enumerate(regions):
         share = _share(box, region.box)
-        if share < 0.5 or region.type == "figure":  # text on a picture is read where it stands, as text
+        if share < 0.5:
             continue
         key = (region.type == "table", round(share / 0.15), -_area(region.box))
         if best_key is None or key > best_key:
