@@ -19,11 +19,11 @@ import redis
 
 from bench.api_load import LoadGenerator
 from bench.stats import cpu_seconds
-from maoocr.embedded import free_port
-from maoocr.jobs import JobStore
-from maoocr.protocol.generation import Choice, GenerationResult, Usage
-from tests.support.processes import (BENCH_LOG_LEVEL, api_server, service_env, start_api, start_redis, wait_http,
+from devtools.processes import (BENCH_LOG_LEVEL, api_server, service_env, start_api, start_redis, wait_http,
                                      wait_until, write_config)
+from maoocr.embedded import free_port
+from maoocr.protocol.generation import Choice, GenerationResult, Usage
+from maoocr.store.jobs import JobStore
 
 WORKER = "bench-worker 0123abcd"
 RESULT = GenerationResult(model="demo", usage=Usage(prompt_tokens=1, completion_tokens=1, total_tokens=2),

@@ -17,7 +17,7 @@ from pathlib import Path
 import redis
 
 from bench.holding_worker import QUEUE, RELEASE, STARTED, TASK
-from tests.support.processes import BENCH_LOG_LEVEL, service_env, start_module, start_redis, wait_until, write_config
+from devtools.processes import BENCH_LOG_LEVEL, service_env, start_module, start_redis, wait_until, write_config
 
 MODES = {"stock": [], "batched": ["--batched-intake"]}
 

@@ -22,7 +22,7 @@ from typing import Iterator
 from bench.api_load import Job, LoadGenerator
 from bench.resident_engine import ResidentEngine, wait_for_free_gpu
 from bench.stats import cpu_seconds
-from tests.support.processes import BENCH_LOG_LEVEL, api_server, start_redis, start_stack
+from devtools.processes import BENCH_LOG_LEVEL, api_server, start_redis, start_stack
 
 GPU_SHARE = 0.42  # of the GPU's memory for each of the two engines loaded side by side
 
@@ -275,7 +275,7 @@ def job_timeline(redis_url: str, job_ids: list[str]) -> dict:
     (started → finished). Tells a slow queue from a slow engine."""
     import redis
 
-    from maoocr.jobs import JOB_KEY
+    from maoocr.store.keys import JOB_KEY
 
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     with client.pipeline(transaction=False) as pipe:

@@ -26,7 +26,7 @@ import requests
 import websocket
 
 from bench.stats import summary_ms
-from tests.support.processes import BENCH_LOG_LEVEL, start_redis, start_stack
+from devtools.processes import BENCH_LOG_LEVEL, start_redis, start_stack
 
 TRANSPORTS = ("redis", "sse", "ws")
 TOKEN = "tok "
@@ -185,8 +185,8 @@ def writer_figure(redis_url: str, chunks: int, jobs: int = 64) -> dict:
 
     The writer may merge a job's queued deltas into one chunk, so the subscriber counts tokens, not messages.
     """
-    from maoocr.redis_client import connect
-    from maoocr.streams import StreamStore, StreamWriter, TokenDelta
+    from maoocr.store.client import connect
+    from maoocr.store.streams import StreamStore, StreamWriter, TokenDelta
 
     counter = subprocess.Popen([sys.executable, "-m", "bench.p3_stream", "--count", redis_url, str(chunks)],
                                stdout=subprocess.PIPE, text=True)

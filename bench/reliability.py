@@ -22,9 +22,9 @@ from pathlib import Path
 import redis
 import requests
 
+from devtools.processes import ROOT, Proc, service_env, wait_http, wait_until, write_config
 from maoocr.embedded import free_port
 from maoocr.protocol.generation import StreamChunk
-from tests.support.processes import ROOT, Proc, service_env, wait_http, wait_until, write_config
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 
@@ -139,7 +139,7 @@ def submit_llm(base_url: str, i: int, max_tokens: int) -> str:
 
 
 def submit_ocr(base_url: str, i: int) -> str:
-    from tests import docgen
+    from devtools import docgen
 
     pages = [docgen.render_page([f"Document {i} page {p}"], width=360) for p in range(1, 4)]
     reply = requests.post(base_url + "/v1/documents", timeout=30,
@@ -241,11 +241,11 @@ def run_kill_test(workdir: Path, redis_url: str, model_path: str, options: KillO
 
 
 def run(options: KillOptions | None = None) -> list[dict]:
-    """`maoocr bench --only reliability`: the kill test on a private Redis and the tiny demo model."""
+    """`python -m bench.run --only reliability`: the kill test on a private Redis and the tiny demo model."""
     import tempfile
 
+    from devtools.processes import start_redis
     from maoocr.engines.demo_model import build_demo_model
-    from tests.support.processes import start_redis
 
     options = options or KillOptions()
     workdir = Path(tempfile.mkdtemp(prefix="maoocr-reliability-"))

@@ -17,11 +17,11 @@ import redis
 import requests
 import websocket
 
+from devtools import docgen
+from devtools.processes import ROOT, private_stack
 from maoocr.auth import ApiKeys, bearer_token, digest, is_loopback
 from maoocr.config import load_settings
 from maoocr.errors import ConfigError
-from tests import docgen
-from tests.support.processes import ROOT, private_stack
 
 KEY_A = "alpha-" + "a1" * 16
 KEY_B = "beta-" + "b2" * 16

@@ -14,8 +14,8 @@ import pytest
 import requests
 import websocket
 
-from tests import docgen
-from tests.support.processes import wait_for_job
+from devtools import docgen
+from devtools.processes import wait_for_job
 from tests.test_documents_api import upload
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from maoocr.jobs import TAKEN_OVER, JobStore
 from maoocr.protocol.generation import StreamChunk
-from maoocr.streams import FENCED, StreamStore
+from maoocr.store.jobs import TAKEN_OVER, JobStore
+from maoocr.store.streams import FENCED, StreamStore
 
 
 def beat(redis_client, name: str, instance: str) -> None:

@@ -9,9 +9,10 @@ import time
 import pytest
 import redis
 
-from maoocr.combined_calls import CombinedCalls
-from maoocr.jobs import JOB_KEY, JobStore
-from maoocr.redis_client import connect
+from maoocr.store.client import connect
+from maoocr.store.combined_calls import CombinedCalls
+from maoocr.store.jobs import JobStore
+from maoocr.store.keys import JOB_KEY
 
 # Sleeps inside Redis (a busy loop: Lua has no sleep) so that calls made meanwhile queue up behind it.
 SLOW_INCR = """

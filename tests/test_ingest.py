@@ -21,12 +21,12 @@ from pathlib import Path
 
 import pytest
 
+from devtools import docgen
+from devtools.processes import ROOT
 from maoocr.embedded import free_port
 from maoocr.ingest import IngestConfig, IngestLimits, Refused, exit_code, ingest, open_source, succeeded_paths
 from maoocr.ingest.archive import read_capped, unsafe_name
 from maoocr.ingest.cli import main as cli_main
-from tests import docgen
-from tests.support.processes import ROOT
 
 MiB = 1024 * 1024
 BOMB = b"\0" * (8 * MiB)  # deflates ~1000:1, far over the 100:1 default

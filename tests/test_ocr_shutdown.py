@@ -15,9 +15,9 @@ import pytest
 import redis
 import requests
 
-from maoocr.heartbeats import Heartbeat
-from tests import docgen
-from tests.support.processes import private_stack, start_module, wait_for_job, wait_until
+from devtools import docgen
+from devtools.processes import private_stack, start_module, wait_for_job, wait_until
+from maoocr.store.heartbeats import Heartbeat
 
 GRACE_S = 2
 

@@ -10,12 +10,12 @@ import uuid
 import pytest
 import redis
 
+from devtools.processes import settings_for, start_redis
 from maoocr.embedded import answers, free_port
-from maoocr.jobs import JobStore
-from maoocr.redis_client import connect
-from maoocr.streams import StreamStore
 from maoocr.protocol.generation import StreamChunk
-from tests.support.processes import settings_for, start_redis
+from maoocr.store.client import connect
+from maoocr.store.jobs import JobStore
+from maoocr.store.streams import StreamStore
 from workers.celery_app import create_celery_app
 
 PASSWORD = "tls-pw"
@@ -74,5 +74,5 @@ def test_celery_accepts_json_only(tmp_path):
 
 def test_the_code_never_imports_pickle():
     found = subprocess.run(["grep", "-rlE", r"^\s*(import|from) (c?pickle|dill|cloudpickle)\b", "maoocr", "api",
-                            "workers", "bench"], capture_output=True, text=True)
+                            "workers", "bench", "devtools"], capture_output=True, text=True)
     assert found.stdout == ""

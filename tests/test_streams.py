@@ -8,9 +8,9 @@ import uuid
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from maoocr.jobs import JobStore
 from maoocr.protocol.generation import StreamChunk
-from maoocr.streams import StreamStore, StreamWriter, TokenDelta
+from maoocr.store.jobs import JobStore
+from maoocr.store.streams import StreamStore, StreamWriter, TokenDelta
 
 
 def chunks(job_id: str, n: int) -> list[StreamChunk]:
@@ -106,7 +106,7 @@ def test_cancelling_a_queued_job_ends_its_stream(redis_client):
 
 
 def test_writer_behind_merges_each_jobs_token_deltas_in_order():
-    from maoocr.streams import coalesce
+    from maoocr.store.streams import coalesce
 
     a, b = "job-a", "job-b"
     batch = [TokenDelta(a, "x", emitted_at=1.0), TokenDelta(b, "1"), TokenDelta(a, "y", emitted_at=2.0),
@@ -123,7 +123,7 @@ def test_writer_behind_merges_each_jobs_token_deltas_in_order():
 
 
 def test_token_deltas_go_on_the_wire_as_stream_chunks():
-    from maoocr.streams import token_json
+    from maoocr.store.streams import token_json
 
     token = TokenDelta("job-ü", "naïve 中文 \"q\"\n 100%s %d", index=2, finish_reason="stop", emitted_at=1732450000.25)
     wire = token_json(token)

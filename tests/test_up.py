@@ -14,10 +14,10 @@ import pytest
 import redis
 import requests
 
+from devtools import docgen
+from devtools.processes import ROOT
 from maoocr.config import load_settings
 from maoocr.embedded import free_port, models_to_serve
-from tests import docgen
-from tests.support.processes import ROOT
 
 
 def test_up_runs_everything_and_ctrl_c_stops_it(tmp_path, tiny_model):

@@ -15,9 +15,9 @@ import pytest
 import redis
 import requests
 
+from devtools import docgen
+from devtools.processes import private_stack, wait_for_job
 from maoocr.ocr.metrics import cer
-from tests import docgen
-from tests.support.processes import private_stack, wait_for_job
 
 CER_CLEAN_EN = 0.02
 VLM_MAX_TOKENS = 32

@@ -9,11 +9,6 @@ from celery import Celery
 
 from maoocr.config import Settings
 
-GENERATE_TASK = "maoocr.generate"
-OCR_SPLIT_TASK = "maoocr.ocr.split"
-OCR_PAGE_TASK = "maoocr.ocr.page"
-OCR_ASSEMBLE_TASK = "maoocr.ocr.assemble"
-
 
 def create_celery_app(settings: Settings, prefetch_multiplier: int = 1, batched_intake: bool = False) -> Celery:
     """`batched_intake`: consume through `workers.batched_intake` (many queued tasks per Redis round trip)."""

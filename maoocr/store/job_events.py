@@ -11,10 +11,9 @@ import threading
 
 import redis
 
+from maoocr.store.keys import DONE_PATTERN
 
 log = logging.getLogger(__name__)
-
-DONE_PATTERN = "maoocr:job:*:done"
 
 
 class JobDoneListener:
