@@ -130,7 +130,7 @@ def measure_rounds(stack, load: LoadGenerator, resident: ResidentEngine, workloa
     """Each workload given to both paths, in alternating order.
 
     Both engines stay loaded side by side (neither runs while the other is timed), so the two paths are timed
-    minutes, not a model load, apart: the lent H100 drifted by ±20 % between single runs of the same engine.
+    minutes, not a model load, apart: a shared GPU host drifts between single runs of the same engine.
     Every workload's prompts are new to both engines (no prefix-cache head start for either).
     """
     worker_pid = next(p.popen.pid for p in stack.procs if p.name == "worker")
@@ -160,7 +160,7 @@ def run(options: P1Options) -> Iterator[dict]:
         # Two engines share the GPU (the worker's and the direct one), each with the same fixed share.
         model.setdefault("gpu_memory_utilization", GPU_SHARE)
     # Both paths are warmed with a full-size round first: a serving worker's threads and Redis connections exist
-    # already, and the engine has seen the batch shape (a cold first round cost the API path ~20 % on the H100).
+    # already, and the engine has seen the batch shape (a cold first round penalises the API path).
     # Other prompts than the measured ones, so the engine's prefix cache gives neither path a head start.
     warmup = prompts(options, first=options.concurrency)
     client_processes = options.client_processes or min(8, os.cpu_count() or 1)

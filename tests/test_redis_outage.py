@@ -16,6 +16,7 @@ from devtools import docgen
 from devtools.processes import Proc, start_redis, start_stack
 from maoocr.embedded import free_port
 from maoocr.store.job_events import JobDoneListener
+from maoocr.store.keys import DONE_CHANNEL
 
 PASSWORD = "outage-pw"
 JOBS = 10
@@ -182,7 +183,7 @@ def test_job_done_listener_resubscribes(tmp_path):
         # Publish until heard: the listener re-subscribes within a second or two of Redis coming back.
         while not event.is_set():
             assert time.monotonic() < deadline, "the job-done listener never re-subscribed"
-            client.publish("maoocr:job:j1:done", "succeeded")
+            client.publish(DONE_CHANNEL.format("j1"), "succeeded")
             event.wait(0.2)
     finally:
         proc.stop()

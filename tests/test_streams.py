@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from maoocr.protocol.generation import StreamChunk
 from maoocr.store.jobs import JobStore
+from maoocr.store.keys import BATCHES_KEY, REPLAY_KEY
 from maoocr.store.streams import StreamStore, StreamWriter, TokenDelta
 
 
@@ -27,7 +28,7 @@ def test_seq_is_assigned_by_redis_across_writers(redis_client):
     for t in threads:
         t.join()
     assert [c.seq for c in store.replay(job)] == list(range(20))
-    assert 0 < redis_client.ttl(f"maoocr:stream:{job}:replay") <= 60
+    assert 0 < redis_client.ttl(REPLAY_KEY.format(job)) <= 60
 
 
 def test_a_write_sent_again_is_appended_once(redis_client):
@@ -40,7 +41,7 @@ def test_a_write_sent_again_is_appended_once(redis_client):
     assert store.append([*batch, StreamChunk(job_id=other, delta="c")], batch_id="sent-twice") == [-1, -1, 0]
     assert [c.delta for c in store.replay(job)] == ["a", "b"]
     assert store.append(batch) == [2, 3]  # the same chunks in a new write are a new write
-    assert 0 < redis_client.ttl(f"maoocr:stream:{job}:batches") <= 60
+    assert 0 < redis_client.ttl(BATCHES_KEY.format(job)) <= 60
 
 
 def test_follower_that_joins_midway_gets_every_chunk_once(redis_client):

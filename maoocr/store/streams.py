@@ -90,7 +90,8 @@ Outgoing = Union[TokenDelta, StreamChunk]
 
 def _token_template() -> str:
     """A StreamChunk's own JSON for a token chunk with %-slots for its five variable fields (every other field
-    at its default, "seq": -1 for the script): the wire format stays the model's, filled in ~1 µs, not ~3.5."""
+    at its default, "seq": -1 for the script): the wire format stays the model's, filled in by string formatting
+    rather than a model dump per token."""
     marks = {"job_id": "@@job@@", "delta": "@@delta@@", "finish_reason": "@@finish@@"}
     sample = StreamChunk(index=987654321, emitted_at=12345.0625, **marks).model_dump_json()
     template = sample.replace("%", "%%")
