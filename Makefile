@@ -1,4 +1,5 @@
-# The two commands of the README: `make up` runs MaoOCR here, `make test` runs the tests.
+# The two commands of the README: `make up` runs MaoOCR here, `make test` runs the tests; `make bench` runs the
+# development benchmarks (ARGS="--only p1,p2" picks some).
 # Both install into .venv/ first when pyproject.toml or the setup script changed.
 .PHONY: up test bench
 
@@ -14,4 +15,4 @@ test: .venv/.installed
 
 bench: .venv/.installed
 	bash scripts/install_bench_tools.sh
-	.venv/bin/maoocr bench
+	.venv/bin/python -m bench.run $(ARGS)

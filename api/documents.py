@@ -1,15 +1,15 @@
-"""`POST /v1/documents`: upload a document for OCR (202 + job id); `GET /v1/jobs/<id>/result` in the asked format."""
+"""`POST /v1/documents`: upload a document for OCR (202 + job id; its result: `GET /v1/jobs/<id>/result`)."""
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, request
 
 from api.auth import current_owner
 from api.generate import accepted
 from api.services import services
 from maoocr.errors import InvalidRequest
-from maoocr.protocol.ocr import DocumentResult, OCROptions
-from workers.task_message import ocr_split_message
+from maoocr.protocol.ocr import OCROptions
+from maoocr.tasks import ocr_split_message
 
 bp = Blueprint("documents", __name__)
 
@@ -25,25 +25,6 @@ def upload():
     body, status, headers = accepted(record)
     body["pages"] = pages
     return body, status, headers
-
-
-@bp.get("/v1/jobs/<job_id>/result")
-def result(job_id: str):
-    record = services().jobs.get(job_id, current_owner())
-    if record.status != "succeeded" or record.result is None:
-        return {"job_id": job_id, "status": record.status, "progress": record.progress,
-                "error": record.error.model_dump() if record.error else None}, 202 if not record.terminal else 409
-    if record.kind != "ocr":
-        return record.result
-    doc = DocumentResult.model_validate(record.result)
-    fmt = request.args.get("format", "json")
-    if fmt == "text":
-        return Response(doc.text, mimetype="text/plain; charset=utf-8")
-    if fmt == "markdown":
-        return Response(doc.markdown, mimetype="text/markdown; charset=utf-8")
-    if fmt != "json":
-        raise InvalidRequest(f"format must be json, text or markdown, not {fmt!r}")
-    return doc.model_dump(mode="json")
 
 
 def _form_options() -> dict:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 
-import kombu.exceptions
 import redis
 from flask import Flask, jsonify
 from pydantic import ValidationError
@@ -40,7 +39,6 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(redis.ConnectionError)
     @app.errorhandler(redis.TimeoutError)
-    @app.errorhandler(kombu.exceptions.OperationalError)  # the broker (the same Redis) refused a task
     def _redis_down(exc: Exception):
         log.warning("redis unavailable: %s", exc)
         response = error_response("service_unavailable", "the job store (Redis) is unavailable; retry shortly", 503)

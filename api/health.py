@@ -6,7 +6,7 @@ import redis
 from flask import Blueprint
 
 from api.services import services
-from maoocr.heartbeats import live_workers
+from maoocr.store.heartbeats import live_workers
 
 bp = Blueprint("health", __name__)
 

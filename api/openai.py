@@ -12,11 +12,11 @@ from api.requests import parse_body
 from api.services import services
 from api.sse import event, sse_response
 from maoocr.errors import error_from_dict
-from maoocr.heartbeats import live_workers
 from maoocr.protocol.generation import StreamChunk
 from maoocr.protocol.openai import (AssistantMessage, ChatChoice, ChatChunkChoice, ChatCompletion,
                                     ChatCompletionChunk, ChatCompletionRequest, Completion, CompletionChoice,
                                     CompletionChunk, CompletionRequest, DeltaMessage, ModelCard, ModelList)
+from maoocr.store.heartbeats import live_workers
 
 bp = Blueprint("openai", __name__)
 

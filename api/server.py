@@ -21,8 +21,8 @@ if TYPE_CHECKING:
 
 class NoDelayHandler(WSGIRequestHandler):
     """Sends every write at once. Token chunks are small writes; with Nagle's algorithm on, one waits for the
-    client's delayed ACK (40 ms on Linux) whenever the previous is unacknowledged: P3 measured WebSocket hop p99
-    at 41-44 ms before this (gunicorn sets TCP_NODELAY itself)."""
+    client's delayed ACK (40 ms on Linux) whenever the previous is unacknowledged, which would put ~40 ms on a
+    WebSocket hop (gunicorn sets TCP_NODELAY itself)."""
 
     def setup(self) -> None:
         super().setup()

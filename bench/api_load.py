@@ -2,8 +2,8 @@
 processes, each with a thread per client slot of its share. A slot sends its jobs one after another, each when the
 previous one is answered: one job per slot is a burst, several keep that many jobs in flight (sustained load).
 
-From one process (512 `requests` threads on one GIL) a round's job records were created over 0.68-1.07 s on the lent
-H100 host, so the "queue's arrival spread" was partly the client's own Python. Real load comes from many clients.
+From one process (hundreds of `requests` threads on one GIL) a round's jobs would arrive spread out by the client's
+own Python, not the queue. Real load comes from many clients.
 """
 
 from __future__ import annotations

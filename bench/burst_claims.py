@@ -16,8 +16,9 @@ from pathlib import Path
 import redis
 
 from bench.holding_worker import busy_engine_loop
-from maoocr.jobs import JOB_KEY, JobStore, new_call_id
-from tests.support.processes import start_redis
+from devtools.processes import start_redis
+from maoocr.store.jobs import JobStore, new_call_id
+from maoocr.store.keys import JOB_KEY
 
 WORKER = "llm-1 0123abcd"
 

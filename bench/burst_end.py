@@ -19,11 +19,12 @@ import redis
 
 from bench.api_load import LoadGenerator
 from bench.stats import cpu_seconds
-from maoocr.embedded import free_port
-from maoocr.jobs import JobStore
-from maoocr.protocol.generation import Choice, GenerationResult, Usage
-from tests.support.processes import (BENCH_LOG_LEVEL, api_server, service_env, start_api, start_redis, wait_http,
+from devtools.processes import (BENCH_LOG_LEVEL, api_server, service_env, start_api, start_redis, wait_http,
                                      wait_until, write_config)
+from maoocr.embedded import free_port
+from maoocr.protocol.generation import Choice, GenerationResult, Usage
+from maoocr.store.jobs import JobStore
+from maoocr.store.keys import JOB_KEY, WORKER_KEY
 
 WORKER = "bench-worker 0123abcd"
 RESULT = GenerationResult(model="demo", usage=Usage(prompt_tokens=1, completion_tokens=1, total_tokens=2),
@@ -39,13 +40,13 @@ class BurstEndOptions:
 
 
 def one_round(client: redis.Redis, jobs: JobStore, load: LoadGenerator, n: int, api_pid: int) -> dict:
-    for key in client.scan_iter("maoocr:job:*"):
+    for key in client.scan_iter(JOB_KEY.format("*")):
         client.delete(key)
     cpu = cpu_seconds(api_pid)
     _, futures = load.fire([[("hi", 1)]] * n)  # one job per client slot: a burst
-    wait_until(lambda: sum(1 for _ in client.scan_iter("maoocr:job:*", count=1000)) >= n, [], timeout_s=60)
+    wait_until(lambda: sum(1 for _ in client.scan_iter(JOB_KEY.format("*"), count=1000)) >= n, [], timeout_s=60)
     time.sleep(1.0)  # every request is waiting on its job by now
-    ids = [key.split(":")[2] for key in client.scan_iter("maoocr:job:*", count=1000)]
+    ids = [key.split(":")[2] for key in client.scan_iter(JOB_KEY.format("*"), count=1000)]
     for job_id in ids:
         jobs.claim(job_id, WORKER)
     go = threading.Event()
@@ -81,7 +82,7 @@ def run(options: BurstEndOptions) -> list[dict]:
     api = start_api(port, env, work / "logs", options.api_workers, api_threads=256)  # a thread per waiting request
     client = redis.Redis.from_url(url, decode_responses=True, max_connections=options.jobs + 16)
     # A live heartbeat for the model's queue: the API accepts jobs only for models a worker serves.
-    client.set("maoocr:worker:bench-worker", json.dumps({"instance": "0123abcd", "kind": "llm", "model": "demo",
+    client.set(WORKER_KEY.format("bench-worker"), json.dumps({"instance": "0123abcd", "kind": "llm", "model": "demo",
                                                           "queue": "maoocr.llm.demo"}), ex=3600)
     load = None
     try:

@@ -2,8 +2,8 @@
 sent at once, with kombu's stock intake and with `workers.batched_intake`, beside a GIL-busy event loop
 (`bench.holding_worker --gil-hog`, standing in for vLLM's output processing). Alternating rounds, one Redis.
 
-On the H100, the LLM worker started 512 simultaneous jobs over 1.2-2.4 s; that spread is most of the
-gap between the engine fed through the queue and the same engine given all prompts at once (README, P1).
+The spread over which a worker starts a burst's jobs is most of the gap between the engine fed through the queue
+and the same engine given all prompts at once (README, P1).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 import redis
 
 from bench.holding_worker import QUEUE, RELEASE, STARTED, TASK
-from tests.support.processes import BENCH_LOG_LEVEL, service_env, start_module, start_redis, wait_until, write_config
+from devtools.processes import BENCH_LOG_LEVEL, service_env, start_module, start_redis, wait_until, write_config
 
 MODES = {"stock": [], "batched": ["--batched-intake"]}
 

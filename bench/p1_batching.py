@@ -22,7 +22,7 @@ from typing import Iterator
 from bench.api_load import Job, LoadGenerator
 from bench.resident_engine import ResidentEngine, wait_for_free_gpu
 from bench.stats import cpu_seconds
-from tests.support.processes import BENCH_LOG_LEVEL, api_server, start_redis, start_stack
+from devtools.processes import BENCH_LOG_LEVEL, api_server, start_redis, start_stack
 
 GPU_SHARE = 0.42  # of the GPU's memory for each of the two engines loaded side by side
 
@@ -130,7 +130,7 @@ def measure_rounds(stack, load: LoadGenerator, resident: ResidentEngine, workloa
     """Each workload given to both paths, in alternating order.
 
     Both engines stay loaded side by side (neither runs while the other is timed), so the two paths are timed
-    minutes, not a model load, apart: the lent H100 drifted by ±20 % between single runs of the same engine.
+    minutes, not a model load, apart: a shared GPU host drifts between single runs of the same engine.
     Every workload's prompts are new to both engines (no prefix-cache head start for either).
     """
     worker_pid = next(p.popen.pid for p in stack.procs if p.name == "worker")
@@ -160,7 +160,7 @@ def run(options: P1Options) -> Iterator[dict]:
         # Two engines share the GPU (the worker's and the direct one), each with the same fixed share.
         model.setdefault("gpu_memory_utilization", GPU_SHARE)
     # Both paths are warmed with a full-size round first: a serving worker's threads and Redis connections exist
-    # already, and the engine has seen the batch shape (a cold first round cost the API path ~20 % on the H100).
+    # already, and the engine has seen the batch shape (a cold first round penalises the API path).
     # Other prompts than the measured ones, so the engine's prefix cache gives neither path a head start.
     warmup = prompts(options, first=options.concurrency)
     client_processes = options.client_processes or min(8, os.cpu_count() or 1)
@@ -275,7 +275,7 @@ def job_timeline(redis_url: str, job_ids: list[str]) -> dict:
     (started → finished). Tells a slow queue from a slow engine."""
     import redis
 
-    from maoocr.jobs import JOB_KEY
+    from maoocr.store.keys import JOB_KEY
 
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     with client.pipeline(transaction=False) as pipe:

@@ -24,7 +24,7 @@ import requests
 from bench.echo_worker import ECHO_QUEUE, ECHO_TASK, create_echo_app
 from bench.resident_engine import ResidentEngine, wait_for_free_gpu
 from bench.stats import closed_loop_rate, cpu_seconds, summary_ms
-from tests.support.processes import (BENCH_LOG_LEVEL, api_server, service_env, start_module, start_redis,
+from devtools.processes import (BENCH_LOG_LEVEL, api_server, service_env, start_module, start_redis,
                                      start_stack, wait_until, write_config)
 
 MAX_NUM_SEQS = 64  # the LLM worker's thread pool width (max_num_seqs); the echo worker gets the same

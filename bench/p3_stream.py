@@ -26,7 +26,8 @@ import requests
 import websocket
 
 from bench.stats import summary_ms
-from tests.support.processes import BENCH_LOG_LEVEL, start_redis, start_stack
+from devtools.processes import BENCH_LOG_LEVEL, start_redis, start_stack
+from maoocr.store.keys import STREAM_CHANNEL
 
 TRANSPORTS = ("redis", "sse", "ws")
 TOKEN = "tok "
@@ -140,7 +141,7 @@ def follow_redis(client: redis.Redis, start_jobs) -> list[Received]:
 def psubscribed(client: redis.Redis) -> redis.client.PubSub:
     """A pub/sub on every job stream, returned once Redis has confirmed it."""
     pubsub = client.pubsub()
-    pubsub.psubscribe("maoocr:stream:*")
+    pubsub.psubscribe(STREAM_CHANNEL.format("*"))
     while True:
         message = pubsub.get_message(timeout=5)
         if message is not None and message["type"] == "psubscribe":
@@ -185,8 +186,8 @@ def writer_figure(redis_url: str, chunks: int, jobs: int = 64) -> dict:
 
     The writer may merge a job's queued deltas into one chunk, so the subscriber counts tokens, not messages.
     """
-    from maoocr.redis_client import connect
-    from maoocr.streams import StreamStore, StreamWriter, TokenDelta
+    from maoocr.store.client import connect
+    from maoocr.store.streams import StreamStore, StreamWriter, TokenDelta
 
     counter = subprocess.Popen([sys.executable, "-m", "bench.p3_stream", "--count", redis_url, str(chunks)],
                                stdout=subprocess.PIPE, text=True)
@@ -231,8 +232,8 @@ def run(options: P3Options) -> list[dict]:
     common = {"max_tokens": options.max_tokens, "device": "gpu" if options.gpu else "cpu", "model": "tiny demo model"}
     figures: list[dict] = []
     try:
-        # First, on a quiet process: measured after the model build (as it was until now) this read 85 k chunks/s
-        # with 0.23 s of writing, where the same writer alone does ~0.8-0.9 M (cause not pinned down).
+        # First, on a quiet process: after the model build the same writer reads an order of magnitude slower
+        # (cause not pinned down).
         figures.append(writer_figure(redis_url, options.writer_chunks))
         model_path = str(build_demo_model(work / "model"))
         stack = start_stack(work / "stack", redis_url, model_path, ["--gpu", "0"] if options.gpu else ["--cpu"],

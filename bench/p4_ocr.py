@@ -21,9 +21,9 @@ from pathlib import Path
 
 import requests
 
+from devtools import docgen
+from devtools.processes import BENCH_LOG_LEVEL, service_env, start_module, start_redis, wait_http, write_config
 from maoocr.embedded import free_port
-from tests import docgen
-from tests.support.processes import BENCH_LOG_LEVEL, service_env, start_module, start_redis, wait_http, write_config
 
 
 @dataclass

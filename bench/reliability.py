@@ -22,9 +22,10 @@ from pathlib import Path
 import redis
 import requests
 
+from devtools.processes import ROOT, Proc, service_env, wait_http, wait_until, write_config
 from maoocr.embedded import free_port
 from maoocr.protocol.generation import StreamChunk
-from tests.support.processes import ROOT, Proc, service_env, wait_http, wait_until, write_config
+from maoocr.store.keys import DONE_PATTERN, JOB_KEY, REPLAY_KEY
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 
@@ -119,7 +120,7 @@ class DoneCounter:
     def __init__(self, client: redis.Redis) -> None:
         self.counts: Counter[str] = Counter()
         self._pubsub = client.pubsub(ignore_subscribe_messages=True)
-        self._pubsub.psubscribe(**{"maoocr:job:*:done": self._on_message})
+        self._pubsub.psubscribe(**{DONE_PATTERN: self._on_message})
         self._thread = self._pubsub.run_in_thread(sleep_time=0.05, daemon=True)
 
     def _on_message(self, message: dict) -> None:
@@ -139,7 +140,7 @@ def submit_llm(base_url: str, i: int, max_tokens: int) -> str:
 
 
 def submit_ocr(base_url: str, i: int) -> str:
-    from tests import docgen
+    from devtools import docgen
 
     pages = [docgen.render_page([f"Document {i} page {p}"], width=360) for p in range(1, 4)]
     reply = requests.post(base_url + "/v1/documents", timeout=30,
@@ -150,7 +151,7 @@ def submit_ocr(base_url: str, i: int) -> str:
 
 def check_stream(client: redis.Redis, job: dict) -> list[str]:
     """What is wrong with a finished job's stream record (nothing, ideally)."""
-    raw = client.lrange(f"maoocr:stream:{job['id']}:replay", 0, -1)
+    raw = client.lrange(REPLAY_KEY.format(job['id']), 0, -1)
     chunks = [StreamChunk.model_validate_json(item) for item in raw]
     problems = []
     if [c.seq for c in chunks] != list(range(len(chunks))):
@@ -171,14 +172,14 @@ def mid_stream(client: redis.Redis, job_ids: list[str]) -> int:
     """How many of these jobs have streamed something but not their end."""
     count = 0
     for job_id in job_ids:
-        last = client.lindex(f"maoocr:stream:{job_id}:replay", -1)
+        last = client.lindex(REPLAY_KEY.format(job_id), -1)
         count += last is not None and not json.loads(last)["finished"]
     return count
 
 
 def _ready_to_kill(client: redis.Redis, llm_ids: list[str], ocr_ids: list[str]) -> bool:
     """A generation of the wave is mid-stream, and its OCR jobs are running (unless all are done already)."""
-    states = [client.hget(f"maoocr:job:{j}", "status") for j in ocr_ids]
+    states = [client.hget(JOB_KEY.format(j), "status") for j in ocr_ids]
     ocr = "running" in states or all(state in TERMINAL for state in states)
     return ocr and mid_stream(client, llm_ids) >= 1
 
@@ -212,7 +213,7 @@ def run_kill_test(workdir: Path, redis_url: str, model_path: str, options: KillO
         deadline = time.monotonic() + options.finish_timeout_s
         pending = set(jobs)
         while pending and time.monotonic() < deadline:
-            pending = {j for j in pending if services.redis.hget(f"maoocr:job:{j}", "status") not in TERMINAL}
+            pending = {j for j in pending if services.redis.hget(JOB_KEY.format(j), "status") not in TERMINAL}
             time.sleep(0.5)
         time.sleep(2)  # late duplicates, if any, would show up on the done channel now
         for job_id in jobs:
@@ -231,7 +232,7 @@ def run_kill_test(workdir: Path, redis_url: str, model_path: str, options: KillO
                 problems.append(f"{job_id}: failed: {job.get('error')}")
             report.retried += job.get("attempts", 0) > 1
             report.stream_restarts += any(json.loads(c).get("event") == "restart" for c in
-                                          services.redis.lrange(f"maoocr:stream:{job_id}:replay", 0, -1))
+                                          services.redis.lrange(REPLAY_KEY.format(job_id), 0, -1))
             report.stream_problems += problems
     finally:
         counter.stop()
@@ -241,11 +242,11 @@ def run_kill_test(workdir: Path, redis_url: str, model_path: str, options: KillO
 
 
 def run(options: KillOptions | None = None) -> list[dict]:
-    """`maoocr bench --only reliability`: the kill test on a private Redis and the tiny demo model."""
+    """`python -m bench.run --only reliability`: the kill test on a private Redis and the tiny demo model."""
     import tempfile
 
+    from devtools.processes import start_redis
     from maoocr.engines.demo_model import build_demo_model
-    from tests.support.processes import start_redis
 
     options = options or KillOptions()
     workdir = Path(tempfile.mkdtemp(prefix="maoocr-reliability-"))

@@ -1,5 +1,5 @@
-"""`maoocr bench [--only p1,p2,p3,p4,intake,claims,burst_end,complexity,reliability,doc_accuracy]`: runs
-benchmarks and prints one JSON line per figure."""
+"""`python -m bench.run [--only p1,p2,p3,p4,intake,claims,burst_end,complexity,reliability,doc_accuracy]`
+(`make bench`): runs benchmarks and prints one JSON line per figure."""
 
 from __future__ import annotations
 
@@ -97,7 +97,7 @@ BENCHMARKS = {"p1": _p1, "p2": _p2, "p3": _p3, "p4": _p4, "intake": _intake, "cl
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="maoocr bench")
+    parser = argparse.ArgumentParser(prog="python -m bench.run")
     parser.add_argument("--only", default=",".join(BENCHMARKS), help=f"comma-separated: {', '.join(BENCHMARKS)}")
     parser.add_argument("--concurrency", type=int, default=32, help="P1: concurrent jobs")
     parser.add_argument("--max-tokens", type=int, default=128, help="P1: output tokens per job")

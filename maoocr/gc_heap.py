@@ -1,9 +1,9 @@
 """Keeps a serving process's startup heap out of the garbage collector's full passes.
 
-An LLM worker holds ~0.7 M objects from its imports and its loaded engine (vLLM, torch, Celery) that live as long as
-the process. Python's oldest-generation collection walks every one of them with the GIL held: on the 2-core CPU
-machine one such pass took 0.7 s in the middle of a benchmark round, stalling every job's stream and the queue's
-intake. vLLM's own API server freezes its startup heap the same way once it is ready.
+An LLM worker holds hundreds of thousands of objects from its imports and its loaded engine (vLLM, torch, Celery)
+that live as long as the process. Python's oldest-generation collection walks every one of them with the GIL held,
+long enough on a small CPU to stall every job's stream and the queue's intake. vLLM's own API server freezes its
+startup heap the same way once it is ready.
 """
 
 from __future__ import annotations

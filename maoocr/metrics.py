@@ -14,9 +14,9 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, s
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from maoocr.heartbeats import live_workers
-from maoocr.jobs import JOB_STATS_KEY
 from maoocr.protocol.jobs import JobKind, JobRecord, JobStatus
+from maoocr.store.heartbeats import live_workers
+from maoocr.store.keys import JOB_STATS_KEY
 
 ACTIVE_STATUSES: tuple[JobStatus, ...] = ("queued", "running")
 FINAL_STATUSES: tuple[JobStatus, ...] = ("succeeded", "failed", "cancelled")

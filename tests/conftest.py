@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import redis
 
+from devtools.processes import Stack, start_redis, start_stack
 from maoocr.config import Settings, load_settings
 from maoocr.engines.demo_model import build_demo_model
-from tests.support.processes import Stack, start_redis, start_stack
 
 
 @pytest.fixture(scope="session")

@@ -17,11 +17,12 @@ import redis
 import requests
 import websocket
 
+from devtools import docgen
+from devtools.processes import ROOT, private_stack
 from maoocr.auth import ApiKeys, bearer_token, digest, is_loopback
 from maoocr.config import load_settings
 from maoocr.errors import ConfigError
-from tests import docgen
-from tests.support.processes import ROOT, private_stack
+from maoocr.store.keys import WORKER_KEY
 
 KEY_A = "alpha-" + "a1" * 16
 KEY_B = "beta-" + "b2" * 16
@@ -262,4 +263,4 @@ def test_redis_needs_its_password_and_every_process_has_it(secured):
     # The workers reach it for heartbeats; the tests above show the broker, the result backend (OCR chords),
     # the job store, the streams and the cancel channel all working through the same password URL.
     client = redis.Redis.from_url(secured.redis_url, decode_responses=True)
-    assert sorted(json.loads(client.get(k))["kind"] for k in client.keys("maoocr:worker:*")) == ["llm", "ocr"]
+    assert sorted(json.loads(client.get(k))["kind"] for k in client.keys(WORKER_KEY.format("*"))) == ["llm", "ocr"]

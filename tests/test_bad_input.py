@@ -14,8 +14,9 @@ import pytest
 import requests
 import websocket
 
-from tests import docgen
-from tests.support.processes import wait_for_job
+from devtools import docgen
+from devtools.processes import wait_for_job
+from maoocr.store.keys import JOB_KEY
 from tests.test_documents_api import upload
 
 
@@ -128,7 +129,7 @@ def test_huge_and_hostile_fields(stack):
                               headers={"Content-Type": "application/json"})
         assert 400 <= reply.status_code < 500 and reply.json()["error"]["message"], (body, reply.text)
     # A job id is only ever a lookup key: path tricks find nothing.
-    for job_id in ("../../etc/passwd", "*", "maoocr:job:*", "x" * 5000, "%00"):
+    for job_id in ("../../etc/passwd", "*", JOB_KEY.format("*"), "x" * 5000, "%00"):
         assert requests.get(f"{base}/v1/jobs/{job_id}", timeout=30).status_code == 404
 
 

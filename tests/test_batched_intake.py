@@ -11,10 +11,10 @@ import signal
 import pytest
 import redis
 
-from maoocr.config import load_settings
 from bench.holding_worker import QUEUE, RELEASE, STARTED
 from bench.intake import send
-from tests.support.processes import service_env, start_module, start_redis, wait_until, write_config
+from devtools.processes import service_env, start_module, start_redis, wait_until, write_config
+from maoocr.config import load_settings
 from workers.batched_intake import POP_AND_RECORD
 from workers.celery_app import create_celery_app
 

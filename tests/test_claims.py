@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 
-from maoocr.jobs import TAKEN_OVER, JobStore
 from maoocr.protocol.generation import StreamChunk
-from maoocr.streams import FENCED, StreamStore
+from maoocr.store.jobs import TAKEN_OVER, JobStore
+from maoocr.store.keys import WORKER_KEY
+from maoocr.store.streams import FENCED, StreamStore
 
 
 def beat(redis_client, name: str, instance: str) -> None:
-    redis_client.set(f"maoocr:worker:{name}", json.dumps({"name": name, "instance": instance}), ex=30)
+    redis_client.set(WORKER_KEY.format(name), json.dumps({"name": name, "instance": instance}), ex=30)
 
 
 def test_claims_follow_the_running_worker_heartbeat(redis_client):
@@ -25,7 +26,7 @@ def test_claims_follow_the_running_worker_heartbeat(redis_client):
     takeover = jobs.claim(job, "w1 ccc")
     assert takeover[:2] == (2, "running") and takeover.previous_worker == "w1 aaa"
     assert takeover.created_at == jobs.get(job).created_at > 0
-    redis_client.delete("maoocr:worker:w1")  # that one died too (heartbeat expired)
+    redis_client.delete(WORKER_KEY.format("w1"))  # that one died too (heartbeat expired)
     assert jobs.claim(job, "w2 bbb")[:2] == (3, "running")
     assert jobs.get(job).worker == "w2 bbb" and jobs.get(job).attempts == 3
 

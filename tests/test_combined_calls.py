@@ -9,9 +9,10 @@ import time
 import pytest
 import redis
 
-from maoocr.combined_calls import CombinedCalls
-from maoocr.jobs import JOB_KEY, JobStore
-from maoocr.redis_client import connect
+from maoocr.store.client import connect
+from maoocr.store.combined_calls import CombinedCalls
+from maoocr.store.jobs import JobStore
+from maoocr.store.keys import JOB_KEY, WORKER_KEY
 
 # Sleeps inside Redis (a busy loop: Lua has no sleep) so that calls made meanwhile queue up behind it.
 SLOW_INCR = """
@@ -107,7 +108,7 @@ def test_a_pipeline_sent_again_after_a_lost_reply_claims_each_job_once(own_redis
     """redis-py sends a whole pipeline again when its connection breaks mid-reply, so calls that already ran run
     twice: each claim must still answer its first attempt (not 'busy' for itself), each move its first answer."""
     client = connect(own_redis, patient=True)  # the worker's client: it sends a command again after a lost reply
-    client.set("maoocr:worker:w1", json.dumps({"instance": "tok"}))
+    client.set(WORKER_KEY.format("w1"), json.dumps({"instance": "tok"}))
     jobs = JobStore(client, 600)
     ids = [jobs.create("generation", model="m").id for _ in range(8)]
     warm = jobs.create("generation", model="m").id  # a lone claim and move: Redis has both scripts loaded, so the

@@ -21,9 +21,9 @@ import yaml
 from gunicorn.config import Config
 from gunicorn.util import import_app
 
+from devtools.processes import ROOT, Proc, wait_http
 from maoocr.cli import _DELEGATED
 from maoocr.embedded import free_port
-from tests.support.processes import ROOT, Proc, wait_http
 
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 COMPOSE_ENV = {"REDIS_PASSWORD": "test-redis-pw", "FLOWER_PASSWORD": "test-flower-pw"}

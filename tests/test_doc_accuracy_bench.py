@@ -1,6 +1,6 @@
-"""The document accuracy bench: a developer runs `maoocr bench --only doc_accuracy --quick` and gets JSON figures
-for MaoOCR and the PDF text layer on a generated page; the scorer behind them gives the truth a perfect score and
-fails outputs that read columns out of order, leak running headers or scramble tables."""
+"""The document accuracy bench: a developer runs `python -m bench.run --only doc_accuracy --quick` and gets JSON
+figures for MaoOCR and the PDF text layer on a generated page; the scorer behind them gives the truth a perfect score
+and fails outputs that read columns out of order, leak running headers or scramble tables."""
 
 from __future__ import annotations
 

@@ -10,9 +10,9 @@ import pypdfium2 as pdfium
 import pytest
 from PIL import Image
 
+from devtools import docgen
 from maoocr.documents import DocumentLimits, load_document, sniff_format
 from maoocr.errors import InvalidRequest, PayloadTooLarge, UnprocessableDocument, UnsupportedMediaType
-from tests import docgen
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -15,9 +15,9 @@ import pytest
 import requests
 from PIL import Image
 
+from devtools import docgen
+from devtools.processes import wait_for_job
 from maoocr.ocr.metrics import cer
-from tests import docgen
-from tests.support.processes import wait_for_job
 
 
 def upload(stack, data: bytes, name: str = "upload.bin", **form) -> requests.Response:

@@ -16,6 +16,7 @@ import redis
 
 from bench.reliability import Services, mid_stream
 from maoocr.engines.reaper import descendants
+from maoocr.store.keys import REPLAY_KEY
 from tests.test_reliability import TERMINAL, generate, job, wait_for
 
 
@@ -64,7 +65,7 @@ def test_refused_request_and_dead_engine_core(tmp_path, own_redis, tiny_model):
                 continue
             failed += 1
             assert record["status"] == "failed" and record["error"]["code"] == "engine_dead", record
-            end = client.lindex(f"maoocr:stream:{job_id}:replay", -1)
+            end = client.lindex(REPLAY_KEY.format(job_id), -1)
             assert '"finished":true' in end and "engine_dead" in end
         assert failed >= 1
         assert worker.poll() is None, "the worker died with its engine"

@@ -12,9 +12,9 @@ import sys
 
 import pytest
 
+from devtools import docgen
 from maoocr.errors import UnsupportedMediaType
 from maoocr.ocr.metrics import cer
-from tests import docgen
 
 CER_CLEAN_EN = 0.02
 
@@ -110,9 +110,9 @@ def test_vllm_config_is_validated() -> None:
 
 
 def test_model_references_in_the_ocr_section_are_checked_at_start_up(tmp_path) -> None:
+    from devtools.processes import write_config
     from maoocr.config import load_settings
     from maoocr.errors import ConfigError
-    from tests.support.processes import write_config
 
     config = write_config(tmp_path, "redis://127.0.0.1:1/0", "/models/tiny",
                           extra_models={"eyes": {"model_path": None, "model_type": "multimodal"}})
@@ -137,10 +137,10 @@ def test_model_references_in_the_ocr_section_are_checked_at_start_up(tmp_path) -
 def test_seed_faces_adapter_and_memory_optimizer(tmp_path) -> None:
     from pydantic import ValidationError
 
+    from devtools.processes import write_config
     from maoocr.config import ModelConfig, load_settings
     from maoocr.errors import InvalidRequest
     from maoocr.vllm import MemoryOptimizer, MultiInterfaceAPIAdapter
-    from tests.support.processes import write_config
 
     adapter = MultiInterfaceAPIAdapter(load_settings(write_config(tmp_path, "redis://127.0.0.1:1/0", "/m"), env={}))
     chat = adapter.chat({"messages": [{"role": "user", "content": "Hi"}], "max_completion_tokens": 7,

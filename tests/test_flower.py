@@ -8,10 +8,10 @@ import time
 
 import requests
 
+from devtools import docgen
+from devtools.processes import start_module, wait_http
 from maoocr.embedded import free_port
-from maoocr.heartbeats import live_workers
-from tests import docgen
-from tests.support.processes import start_module, wait_http
+from maoocr.store.heartbeats import live_workers
 from workers.celery_app import create_celery_app
 
 AUTH = ("ops", "s3cret-flower")

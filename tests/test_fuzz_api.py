@@ -17,6 +17,8 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
+from maoocr.store.keys import WORKER_KEY
+
 EXAMPLES = 25
 MAX_TOKENS = 4
 MAX_N = 2
@@ -72,7 +74,7 @@ def wait_until_idle(stack, timeout_s: float = 300) -> None:
     client = redis.Redis.from_url(stack.redis_url, decode_responses=True)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        workers = [json.loads(v) for v in map(client.get, client.scan_iter("maoocr:worker:*")) if v]
+        workers = [json.loads(v) for v in map(client.get, client.scan_iter(WORKER_KEY.format("*"))) if v]
         busy = any(sum(w.get("load", {}).values()) for w in workers if w.get("kind") == "llm")
         queued = sum(client.llen(key) for key in client.scan_iter("maoocr.llm.*") if client.type(key) == "list")
         if not busy and not queued:

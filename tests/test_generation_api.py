@@ -12,6 +12,7 @@ import pytest
 import redis
 import requests
 import websocket
+from maoocr.store.keys import REPLAY_KEY, STREAM_CHANNEL, WORKER_KEY
 
 
 def generate(stack, **body) -> requests.Response:
@@ -107,7 +108,7 @@ def test_redis_subscriber_sees_chunks_in_order(stack):
     job_id = generate(stack, prompt="count", max_tokens=40, ignore_eos=True).json()["job_id"]
     # A fresh job may already have streamed a little; subscribe and stitch with the record like a client would.
     pubsub = r.pubsub()
-    pubsub.subscribe(f"maoocr:stream:{job_id}")
+    pubsub.subscribe(STREAM_CHANNEL.format(job_id))
     live = []
     deadline = time.monotonic() + 60
     while not (live and live[-1]["finished"]):
@@ -115,7 +116,7 @@ def test_redis_subscriber_sees_chunks_in_order(stack):
         message = pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
         if message:
             live.append(json.loads(message["data"]))
-    record = [json.loads(x) for x in r.lrange(f"maoocr:stream:{job_id}:replay", 0, -1)]
+    record = [json.loads(x) for x in r.lrange(REPLAY_KEY.format(job_id), 0, -1)]
     assert [c["seq"] for c in record] == list(range(len(record)))
     assert live == record[len(record) - len(live):]  # what was live is the record's tail, in order
     assert set(live[0]) >= {"job_id", "seq", "delta", "finished", "finish_reason", "usage"}
@@ -169,7 +170,7 @@ def test_cancel_mid_stream(stack):
     deadline = time.monotonic() + 20
     while requests.get(stack.base_url + "/readyz").status_code == 200:
         r = redis.Redis.from_url(stack.redis_url, decode_responses=True)
-        info = [w for w in map(json.loads, map(r.get, r.scan_iter("maoocr:worker:*"))) if w["kind"] == "llm"]
+        info = [w for w in map(json.loads, map(r.get, r.scan_iter(WORKER_KEY.format("*")))) if w["kind"] == "llm"]
         if all(w["load"]["running"] == 0 for w in info):
             break
         assert time.monotonic() < deadline, info

@@ -6,10 +6,10 @@ import random
 
 from PIL import Image, ImageDraw
 
+from devtools import docgen
 from maoocr.ocr.geometry import bounding_box
 from maoocr.ocr.metrics import cer
 from maoocr.ocr.registry import get_ocr_engine
-from tests import docgen
 
 WORDS = ("river delta sediment glacier valley harbour lantern orchard meadow village council budget season harvest "
          "weather station engineer bridge museum gallery painter chapter winter summer market").split()

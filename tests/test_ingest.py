@@ -21,12 +21,13 @@ from pathlib import Path
 
 import pytest
 
+from devtools import docgen
+from devtools.processes import ROOT
 from maoocr.embedded import free_port
 from maoocr.ingest import IngestConfig, IngestLimits, Refused, exit_code, ingest, open_source, succeeded_paths
 from maoocr.ingest.archive import read_capped, unsafe_name
 from maoocr.ingest.cli import main as cli_main
-from tests import docgen
-from tests.support.processes import ROOT
+from maoocr.store.keys import JOB_KEY
 
 MiB = 1024 * 1024
 BOMB = b"\0" * (8 * MiB)  # deflates ~1000:1, far over the 100:1 default
@@ -385,7 +386,7 @@ def test_archive_ingest_end_to_end(stack, tmp_path, build):
 
 
 def _job_keys(redis_client) -> set[str]:
-    return {k for k in redis_client.scan_iter("maoocr:job:*", count=1000) if k.count(":") == 2}
+    return {k for k in redis_client.scan_iter(JOB_KEY.format("*"), count=1000) if k.count(":") == 2}
 
 
 def test_killed_ingest_resumes_without_resending(stack, redis_client, tmp_path):

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from maoocr.errors import JobNotFound
-from maoocr.jobs import JobStore
+from maoocr.store.jobs import JobStore
 
 
 def test_wait_returns_the_whole_record_once_the_job_ends(redis_client):

@@ -12,9 +12,9 @@ from typing import Callable
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from maoocr.heartbeats import live_workers
-from tests import docgen
-from tests.support.processes import wait_for_job
+from devtools import docgen
+from devtools.processes import wait_for_job
+from maoocr.store.heartbeats import live_workers
 
 Samples = list[tuple[str, dict[str, str], float]]
 

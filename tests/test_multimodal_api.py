@@ -13,9 +13,9 @@ import pytest
 import requests
 from PIL import Image, ImageDraw
 
+from devtools.processes import private_stack
 from maoocr.engines.demo_model import build_demo_model
 from maoocr.engines.demo_vlm import build_demo_vlm, image_seq_len
-from tests.support.processes import private_stack
 
 pytest.importorskip("vllm")
 

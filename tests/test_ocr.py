@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from PIL import Image, ImageDraw
 
+from devtools import docgen
 from maoocr.documents import DocumentLimits, load_document
 from maoocr.errors import InvalidRequest, MaoOCRError
 from maoocr.ocr import (
@@ -30,7 +31,6 @@ from maoocr.ocr.geometry import bounding_box, rotate_clockwise, upright_to_input
 from maoocr.ocr.rapid_engine import RapidOCREngine, packaged_model_dir
 from maoocr.ocr.reading_order import order_lines
 from maoocr.pipeline.complexity import analyze_page
-from tests import docgen
 
 CER_CLEAN_EN = 0.02
 CER_CLEAN_ZH = 0.05

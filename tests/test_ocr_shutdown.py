@@ -15,9 +15,10 @@ import pytest
 import redis
 import requests
 
-from maoocr.heartbeats import Heartbeat
-from tests import docgen
-from tests.support.processes import private_stack, start_module, wait_for_job, wait_until
+from devtools import docgen
+from devtools.processes import private_stack, start_module, wait_for_job, wait_until
+from maoocr.store.heartbeats import Heartbeat
+from maoocr.store.keys import JOB_KEY
 
 GRACE_S = 2
 
@@ -37,7 +38,7 @@ def vlm_stack(tmp_path_factory):
 
 def queued_generations(redis_url: str) -> int:
     client = redis.Redis.from_url(redis_url, decode_responses=True)
-    return sum(1 for key in client.scan_iter("maoocr:job:*") if key.count(":") == 2
+    return sum(1 for key in client.scan_iter(JOB_KEY.format("*")) if key.count(":") == 2
                and client.hget(key, "kind") == "generation")
 
 

@@ -12,7 +12,7 @@ import requests
 from openapi_spec_validator import validate
 
 from api.app import create_app
-from tests import docgen
+from devtools import docgen
 
 IGNORED_METHODS = {"HEAD", "OPTIONS"}
 

@@ -12,10 +12,11 @@ import pytest
 import redis
 import requests
 
+from devtools import docgen
+from devtools.processes import Proc, start_redis, start_stack
 from maoocr.embedded import free_port
-from maoocr.job_events import JobDoneListener
-from tests import docgen
-from tests.support.processes import Proc, start_redis, start_stack
+from maoocr.store.job_events import JobDoneListener
+from maoocr.store.keys import DONE_CHANNEL
 
 PASSWORD = "outage-pw"
 JOBS = 10
@@ -182,7 +183,7 @@ def test_job_done_listener_resubscribes(tmp_path):
         # Publish until heard: the listener re-subscribes within a second or two of Redis coming back.
         while not event.is_set():
             assert time.monotonic() < deadline, "the job-done listener never re-subscribed"
-            client.publish("maoocr:job:j1:done", "succeeded")
+            client.publish(DONE_CHANNEL.format("j1"), "succeeded")
             event.wait(0.2)
     finally:
         proc.stop()
@@ -191,8 +192,8 @@ def test_job_done_listener_resubscribes(tmp_path):
 def test_stream_writer_keeps_chunks_through_an_outage(tmp_path):
     """Chunks published while Redis is down reach the replay list once it is back, in order, none lost."""
     from maoocr.protocol.generation import StreamChunk
-    from maoocr.redis_client import connect
-    from maoocr.streams import StreamStore, StreamWriter
+    from maoocr.store.client import connect
+    from maoocr.store.streams import StreamStore, StreamWriter
 
     port = free_port()
     proc, url = start_redis(tmp_path, port=port, extra=["--appendonly", "yes", "--appendfsync", "always"])

@@ -10,12 +10,13 @@ import uuid
 import pytest
 import redis
 
+from devtools.processes import settings_for, start_redis
 from maoocr.embedded import answers, free_port
-from maoocr.jobs import JobStore
-from maoocr.redis_client import connect
-from maoocr.streams import StreamStore
 from maoocr.protocol.generation import StreamChunk
-from tests.support.processes import settings_for, start_redis
+from maoocr.store.client import connect
+from maoocr.store.jobs import JobStore
+from maoocr.store.keys import JOB_KEY
+from maoocr.store.streams import StreamStore
 from workers.celery_app import create_celery_app
 
 PASSWORD = "tls-pw"
@@ -49,7 +50,7 @@ def test_tls_and_password_reach_the_job_store_streams_and_listeners(tls_url):
     assert jobs.transition(record.id, ("queued",), "succeeded", result={"ok": 1})[0]
     assert jobs.wait(record.id, 5).status == "succeeded"  # the job-done listener subscribed over TLS
     # The bytes client (document uploads) and the workers' patient client take the same URL.
-    assert connect(tls_url, decode=False, patient=True).hget(f"maoocr:job:{record.id}", "status") == b"succeeded"
+    assert connect(tls_url, decode=False, patient=True).hget(JOB_KEY.format(record.id), "status") == b"succeeded"
     wrong = tls_url.replace(PASSWORD, "wrong")
     with pytest.raises(redis.AuthenticationError):
         redis.Redis.from_url(wrong).ping()
@@ -74,5 +75,5 @@ def test_celery_accepts_json_only(tmp_path):
 
 def test_the_code_never_imports_pickle():
     found = subprocess.run(["grep", "-rlE", r"^\s*(import|from) (c?pickle|dill|cloudpickle)\b", "maoocr", "api",
-                            "workers", "bench"], capture_output=True, text=True)
+                            "workers", "bench", "devtools"], capture_output=True, text=True)
     assert found.stdout == ""

@@ -15,6 +15,7 @@ import redis
 import requests
 
 from bench.reliability import DoneCounter, KillOptions, Services, check_stream, mid_stream, run_kill_test
+from maoocr.store.keys import JOB_KEY
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 
@@ -111,7 +112,7 @@ def test_a_worker_frozen_past_its_heartbeat_writes_nothing_into_the_job_that_rep
         wait_for(lambda: job(services.base_url, job_id)["status"] in TERMINAL, 180, "the takeover never finished")
         record = job(services.base_url, job_id)
         assert record["status"] == "succeeded" and record["attempts"] == 2, record
-        assert client.hget(f"maoocr:job:{job_id}", "worker").startswith("llm-2 ")
+        assert client.hget(JOB_KEY.format(job_id), "worker").startswith("llm-2 ")
         assert check_stream(client, record) == []
 
         os.killpg(frozen.popen.pid, signal.SIGCONT)

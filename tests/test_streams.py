@@ -8,9 +8,10 @@ import uuid
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from maoocr.jobs import JobStore
 from maoocr.protocol.generation import StreamChunk
-from maoocr.streams import StreamStore, StreamWriter, TokenDelta
+from maoocr.store.jobs import JobStore
+from maoocr.store.keys import BATCHES_KEY, REPLAY_KEY
+from maoocr.store.streams import StreamStore, StreamWriter, TokenDelta
 
 
 def chunks(job_id: str, n: int) -> list[StreamChunk]:
@@ -27,7 +28,7 @@ def test_seq_is_assigned_by_redis_across_writers(redis_client):
     for t in threads:
         t.join()
     assert [c.seq for c in store.replay(job)] == list(range(20))
-    assert 0 < redis_client.ttl(f"maoocr:stream:{job}:replay") <= 60
+    assert 0 < redis_client.ttl(REPLAY_KEY.format(job)) <= 60
 
 
 def test_a_write_sent_again_is_appended_once(redis_client):
@@ -40,7 +41,7 @@ def test_a_write_sent_again_is_appended_once(redis_client):
     assert store.append([*batch, StreamChunk(job_id=other, delta="c")], batch_id="sent-twice") == [-1, -1, 0]
     assert [c.delta for c in store.replay(job)] == ["a", "b"]
     assert store.append(batch) == [2, 3]  # the same chunks in a new write are a new write
-    assert 0 < redis_client.ttl(f"maoocr:stream:{job}:batches") <= 60
+    assert 0 < redis_client.ttl(BATCHES_KEY.format(job)) <= 60
 
 
 def test_follower_that_joins_midway_gets_every_chunk_once(redis_client):
@@ -106,7 +107,7 @@ def test_cancelling_a_queued_job_ends_its_stream(redis_client):
 
 
 def test_writer_behind_merges_each_jobs_token_deltas_in_order():
-    from maoocr.streams import coalesce
+    from maoocr.store.streams import coalesce
 
     a, b = "job-a", "job-b"
     batch = [TokenDelta(a, "x", emitted_at=1.0), TokenDelta(b, "1"), TokenDelta(a, "y", emitted_at=2.0),
@@ -123,7 +124,7 @@ def test_writer_behind_merges_each_jobs_token_deltas_in_order():
 
 
 def test_token_deltas_go_on_the_wire_as_stream_chunks():
-    from maoocr.streams import token_json
+    from maoocr.store.streams import token_json
 
     token = TokenDelta("job-ü", "naïve 中文 \"q\"\n 100%s %d", index=2, finish_reason="stop", emitted_at=1732450000.25)
     wire = token_json(token)

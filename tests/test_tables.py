@@ -8,10 +8,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
+from devtools import docgen
 from maoocr.ocr import OCREngineUnavailable, get_ocr_engine
 from maoocr.ocr.tables import TableRecognizer, get_table_recognizer, table_from_words, to_html, to_markdown
 from maoocr.ocr.types import Table, TableCell
-from tests import docgen
 
 FONT_PX = 28  # 10 pt at 200 dpi
 MIN_CELLS_RIGHT = 0.9

@@ -1,4 +1,4 @@
-"""The task message built without Celery's producer (workers/task_message.py) is the one Celery itself writes, and a
+"""The task message built without Celery's producer (maoocr/tasks.py) is the one Celery itself writes, and a
 job's record and its message are created together."""
 
 from __future__ import annotations
@@ -9,10 +9,11 @@ import uuid
 
 import redis
 
-from maoocr.jobs import JOB_KEY, JOB_STATS_KEY, JobStore
-from tests.support.processes import settings_for
-from workers.celery_app import GENERATE_TASK, create_celery_app
-from workers.task_message import ARGSREPR_MAX, generation_message, task_message
+from devtools.processes import settings_for
+from maoocr.store.jobs import JobStore
+from maoocr.store.keys import JOB_KEY, JOB_STATS_KEY
+from maoocr.tasks import ARGSREPR_MAX, GENERATE_TASK, generation_message, task_message
+from workers.celery_app import create_celery_app
 
 # Differ by design between two messages: fresh per message, or Celery's reply address for its rpc:// backend.
 PER_MESSAGE = {"delivery_tag", "reply_to"}

@@ -17,10 +17,10 @@ from reportlab.pdfgen import canvas
 from reportlab.platypus import Table, TableStyle
 
 from bench.complexity_bench import font
+from devtools.docgen import COLUMN_LEFT, COLUMN_RIGHT, ENGLISH_PARAGRAPHS
 from maoocr.documents import load_document
 from maoocr.ocr.geometry import bounding_box
 from maoocr.ocr.text_layer import TextLayerPage, read_text_layer
-from tests.docgen import COLUMN_LEFT, COLUMN_RIGHT, ENGLISH_PARAGRAPHS
 
 DPI = 150
 SCALE = DPI / 72.0

@@ -14,10 +14,11 @@ import pytest
 import redis
 import requests
 
+from devtools import docgen
+from devtools.processes import ROOT
 from maoocr.config import load_settings
 from maoocr.embedded import free_port, models_to_serve
-from tests import docgen
-from tests.support.processes import ROOT
+from maoocr.store.keys import WORKER_KEY
 
 
 def test_up_runs_everything_and_ctrl_c_stops_it(tmp_path, tiny_model):
@@ -49,7 +50,7 @@ def test_up_runs_everything_and_ctrl_c_stops_it(tmp_path, tiny_model):
                               f"http://127.0.0.1:{port}"], capture_output=True, text=True, timeout=240, env=env)
         assert ocr.returncode == 0 and "page one" in ocr.stdout, ocr.stderr
         workers = [json.loads(v) for v in map(redis.Redis.from_url(redis_url).get,
-                                              redis.Redis.from_url(redis_url).keys("maoocr:worker:*"))]
+                                              redis.Redis.from_url(redis_url).keys(WORKER_KEY.format("*")))]
         assert sorted(w["kind"] for w in workers) == ["llm", "ocr"]
         worker_pid = next(w["pid"] for w in workers if w.get("kind") != "ocr")
 

@@ -17,6 +17,7 @@ import json
 import pytest
 from PIL import Image
 
+from devtools import docgen
 from maoocr.errors import EngineError
 from maoocr.ocr.metrics import cer
 from maoocr.pipeline.complexity import analyze_page
@@ -27,7 +28,6 @@ from maoocr.pipeline.strategy import ResourceState, select_strategy
 from maoocr.pipeline.vlm_analysis import VLMComplexityAnalyzer, level_for
 from maoocr.protocol.generation import Choice, GenerationParams, GenerationResult, Usage
 from maoocr.protocol.ocr import OCROptions
-from tests import docgen
 
 pytest.importorskip("vllm")
 

@@ -15,9 +15,10 @@ import pytest
 import redis
 import requests
 
+from devtools import docgen
+from devtools.processes import private_stack, wait_for_job
 from maoocr.ocr.metrics import cer
-from tests import docgen
-from tests.support.processes import private_stack, wait_for_job
+from maoocr.store.keys import JOB_KEY
 
 CER_CLEAN_EN = 0.02
 VLM_MAX_TOKENS = 32
@@ -53,7 +54,7 @@ def submit(stack, data: bytes, **form) -> str:
 
 def generation_jobs(redis_url: str) -> list[dict]:
     client = redis.Redis.from_url(redis_url, decode_responses=True)
-    jobs = [client.hgetall(key) for key in client.scan_iter("maoocr:job:*") if key.count(":") == 2]
+    jobs = [client.hgetall(key) for key in client.scan_iter(JOB_KEY.format("*")) if key.count(":") == 2]
     return [job for job in jobs if job.get("kind") == "generation"]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from tests.support.processes import wait_until
+from devtools.processes import wait_until
 
 
 def test_the_llm_worker_freezes_its_startup_heap_once_ready(stack):

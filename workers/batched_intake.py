@@ -2,7 +2,7 @@
 
 Stock kombu gets one message per BRPOP and then records it as unacked (a second round trip, on a Redis client built
 for it), in the consumer thread. In an LLM worker that thread shares the GIL with the engine's event loop and queues
-for it again after every socket wait: 512 jobs submitted at once reached the engine over 1.2-2.4 s on an H100. Here,
+for it again after every socket wait, so a burst of jobs reaches the engine slowly, one GIL wait at a time. Here,
 after each BRPOP, one Lua script records the message BRPOP returned and pops as many more from the same queue key as
 the worker has prefetch credit for, recording each in kombu's own unacked index and hash exactly as `QoS.append`
 would, in the same atomic step (stock kombu loses a message popped but not yet recorded if the worker dies in
@@ -80,7 +80,7 @@ class QoS(kombu_redis.QoS):
         self.recorded: set[str] = set()  # tags POP_AND_RECORD already wrote to the unacked index
         self.acked: list[str] = []  # acked here, their unacked records not yet deleted in Redis
         self._flush_due = False  # a flush of `acked` is scheduled on the event loop
-        self._ack_client: redis.Redis | None = None  # built once: kombu builds a client per call (~5 % of the GIL)
+        self._ack_client: redis.Redis | None = None  # built once: kombu builds a client per call, on the GIL
 
     def append(self, message, delivery_tag) -> None:
         if delivery_tag in self.recorded:
@@ -90,7 +90,7 @@ class QoS(kombu_redis.QoS):
 
     def ack(self, delivery_tag) -> None:
         """Stock kombu deletes each acked message's unacked record in a round trip of its own, on a fresh client,
-        in the consumer thread: ~28 % of a no-op task worker's GIL time. Here the prefetch credit comes back at
+        in the consumer thread: a large share of a busy worker's GIL time. Here the prefetch credit comes back at
         once, and the records of all acks within ACK_FLUSH_S go in one round trip, on Celery's event loop. A
         record a crash leaves behind only means a redelivery after the visibility timeout, which the job's claim
         skips as already finished (a stock ack that fails does the same)."""

@@ -9,11 +9,6 @@ from celery import Celery
 
 from maoocr.config import Settings
 
-GENERATE_TASK = "maoocr.generate"
-OCR_SPLIT_TASK = "maoocr.ocr.split"
-OCR_PAGE_TASK = "maoocr.ocr.page"
-OCR_ASSEMBLE_TASK = "maoocr.ocr.assemble"
-
 
 def create_celery_app(settings: Settings, prefetch_multiplier: int = 1, batched_intake: bool = False) -> Celery:
     """`batched_intake`: consume through `workers.batched_intake` (many queued tasks per Redis round trip)."""
@@ -29,8 +24,8 @@ def create_celery_app(settings: Settings, prefetch_multiplier: int = 1, batched_
         task_ignore_result=True,  # results live in the job record; only chord parts keep theirs
         result_expires=settings.ttls.job_s,
         # One result backend for all threads (Celery's default: one per thread). An LLM worker runs hundreds of
-        # task threads and the API a thread per connection; each backend built costs ~1.4 ms of CPU (a package
-        # metadata lookup), paid on the GIL by every new thread: ~4.7 % of a GPU worker's GIL time in a burst.
+        # task threads and the API a thread per connection; each backend built costs a package metadata lookup,
+        # paid on the GIL by every new thread of a burst.
         result_backend_thread_safe=True,
         task_acks_late=True,  # ack after the job ends, so a dead worker's jobs are delivered again
         task_reject_on_worker_lost=True,
@@ -45,7 +40,7 @@ def create_celery_app(settings: Settings, prefetch_multiplier: int = 1, batched_
                                   "unacked_mutex_expire": max(5, min(300, redelivery_s))},
         worker_hijack_root_logger=False,
         task_default_queue=settings.queues.llm_queue(settings.default_model),
-        # Task events cost ~10 % of an LLM worker's main thread; Flower turns them on when it runs.
+        # Task events cost an LLM worker's main thread a noticeable share; Flower turns them on when it runs.
         worker_send_task_events=settings.task_events,
         task_send_sent_event=settings.task_events,
     )

@@ -1,6 +1,6 @@
 """`maoocr flower`: Flower, the Celery monitor, on the project's Celery app, with task events switched on.
 
-Workers start with task events off (`task_events: false`; they cost an LLM worker's main thread about 10 %).
+Workers start with task events off (`task_events: false`; they cost an LLM worker's main thread time).
 Flower needs them: this command broadcasts `enable_events` before Flower starts (Flower itself repeats it every
 5 s, which reaches workers started later) and, unless the config keeps events on, `disable_events` when it exits.
 """

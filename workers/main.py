@@ -43,12 +43,12 @@ def main(argv: list[str] | None = None) -> int:
     from maoocr.engines.factory import create_engine, plan_engine
     from maoocr.engines.reaper import watch_descendants
     from maoocr.generation.host import EngineHost
-    from maoocr.heartbeats import Heartbeat
-    from maoocr.jobs import JobStore
     from maoocr.logs import setup_logging
     from maoocr.metrics import EngineLoadCollector
-    from maoocr.redis_client import connect
-    from maoocr.streams import StreamStore, StreamWriter
+    from maoocr.store.client import connect
+    from maoocr.store.heartbeats import Heartbeat
+    from maoocr.store.jobs import JobStore
+    from maoocr.store.streams import StreamStore, StreamWriter
     from workers.celery_app import create_celery_app
     from workers.tasks import register_generation_task
 
@@ -141,11 +141,11 @@ def stop_cold() -> None:
 
 def run_ocr_worker(settings, args: argparse.Namespace) -> int:
     """OCR pages are CPU work: a prefork pool, one process per core, each with its own ONNX engines."""
-    from maoocr.heartbeats import Heartbeat
-    from maoocr.jobs import JobStore
     from maoocr.pipeline.ocr_job import OCRJobs
-    from maoocr.redis_client import connect
-    from maoocr.streams import StreamStore
+    from maoocr.store.client import connect
+    from maoocr.store.heartbeats import Heartbeat
+    from maoocr.store.jobs import JobStore
+    from maoocr.store.streams import StreamStore
     from workers.celery_app import create_celery_app
     from workers.ocr_tasks import register_ocr_tasks
 

@@ -7,8 +7,7 @@ from celery import Celery, chord
 from maoocr.generation.call import QueuedGeneration
 from maoocr.pipeline.ocr_job import OCRJobs
 from maoocr.protocol.ocr import OCRTask, PageResult
-from workers.celery_app import OCR_ASSEMBLE_TASK, OCR_PAGE_TASK, OCR_SPLIT_TASK
-from workers.task_message import generation_message
+from maoocr.tasks import OCR_ASSEMBLE_TASK, OCR_PAGE_TASK, OCR_SPLIT_TASK, generation_message
 
 
 def register_ocr_tasks(app: Celery, ocr_jobs: OCRJobs, queue: str) -> None:

@@ -7,7 +7,7 @@ from celery.exceptions import Reject
 
 from maoocr.generation.host import EngineHost, HandedBack
 from maoocr.protocol.generation import GenerationTask
-from workers.celery_app import GENERATE_TASK
+from maoocr.tasks import GENERATE_TASK
 
 
 def register_generation_task(app: Celery, host: EngineHost) -> None:

@@ -125,11 +125,11 @@ def derive_engine_settings(model: ModelConfig, gpus: list[GpuInfo], force_cpu: b
         reasons.append(f"max_num_seqs {max_num_seqs} for a {int(budget)} MiB budget")
 
     # The resident engine is a throughput server: schedule like vLLM's offline LLM (16384 tokens per step), not
-    # like its async default (2048), which left half of an H100's throughput unused in the P1 benchmark.
+    # like its async default (2048), which leaves much of a large GPU's throughput unused under many requests.
     max_num_batched_tokens = model.max_num_batched_tokens or max(16384, model.max_model_len)
 
-    # A busy GPU worker's front end is one Python process: a delta per request per engine step was its bottleneck
-    # (P1 benchmark). Gathering a few tokens per chunk cuts that work; the first token still goes at once.
+    # A busy GPU worker's front end is one Python process: a delta per request per engine step becomes its
+    # bottleneck. Gathering a few tokens per chunk cuts that work; the first token still goes at once.
     stream_interval = model.stream_interval or GPU_STREAM_INTERVAL
 
     quantization = model.quantization

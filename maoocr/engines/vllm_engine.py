@@ -140,8 +140,8 @@ class VLLMEngine(LLMEngine):
             sampling = SamplingParams(n=params.n, temperature=params.temperature, top_p=params.top_p,
                                       max_tokens=params.max_tokens, stop=params.stop or None, seed=params.seed,
                                       ignore_eos=params.ignore_eos, output_kind=RequestOutputKind.DELTA,
-                                      # made for this request alone: vLLM's deep copy of it cost ~12 % of a busy
-                                      # GPU worker's GIL time (py-spy --gil, P1 on the H100)
+                                      # made for this request alone: vLLM's deep copy of it is a large share of
+                                      # a busy GPU worker's GIL time, for nothing
                                       skip_clone=True, **_json_constraint(params.json_schema))
             async for out in self._engine.generate(prompt, sampling, request_id):
                 # With images, the prompt vLLM ran is longer than ours (placeholders expanded): count that one.
@@ -199,8 +199,8 @@ class VLLMEngine(LLMEngine):
 
 @functools.cache
 def _vllm_request_types() -> tuple[Any, Any, Any]:
-    """vLLM's request classes, imported once: a `from vllm... import` per request cost ~1.5 % of a worker's GIL
-    time under many one-token jobs (py-spy --gil), and `vllm` is not imported before the engine starts."""
+    """vLLM's request classes, imported once: a `from vllm... import` per request goes through vllm's lazy module
+    on the GIL each time, and `vllm` is not imported before the engine starts."""
     from vllm import SamplingParams
     from vllm.inputs import TokensPrompt
     from vllm.sampling_params import RequestOutputKind

@@ -15,11 +15,12 @@ from typing import Protocol
 from PIL import Image
 
 from maoocr.config import Settings
-from maoocr.errors import EngineError, MaoOCRError, error_from_dict
-from maoocr.generation.submit import TaskMessage, submit_generation
-from maoocr.jobs import JobStore
+from maoocr.errors import EngineError, MaoOCRError
+from maoocr.generation.submit import submit_generation, wait_generation
 from maoocr.protocol.generation import ChatMessage, ContentPart, GenerationParams, GenerationResult
-from maoocr.streams import StreamStore
+from maoocr.store.jobs import JobStore
+from maoocr.store.streams import StreamStore
+from maoocr.tasks import TaskMessage
 
 log = logging.getLogger(__name__)
 
@@ -40,21 +41,16 @@ class QueuedGeneration:
         self.settings = settings
         self.jobs = jobs
         self.streams = streams
-        self.message = message  # builds the task's broker message (the Celery wiring lives in workers/)
+        self.message = message  # builds the task's broker message (maoocr.tasks)
 
     def __call__(self, params: GenerationParams, timeout_s: float) -> GenerationResult:
         record = submit_generation(self.settings, self.jobs, params, self.message)
         try:
-            done = self.jobs.wait(record.id, timeout_s)
+            return wait_generation(self.jobs, record.id, timeout_s)
         except TimeoutError:
             self.jobs.cancel(record.id, self.streams)
             raise TimeoutError(f"no answer from model {params.model!r} within {timeout_s:g} s "
                                f"(job {record.id} cancelled)") from None
-        if done.status != "succeeded" or done.result is None:
-            error = done.error.model_dump() if done.error else {"code": "engine_error",
-                                                                 "message": f"job ended as {done.status}"}
-            raise error_from_dict(error)
-        return GenerationResult.model_validate(done.result)
 
 
 def image_data_url(image: Image.Image, max_side: int | None = None) -> str:

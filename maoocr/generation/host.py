@@ -18,9 +18,10 @@ import redis
 from maoocr.engines.base import LLMEngine
 from maoocr.errors import EngineError
 from maoocr.generation.runner import GenerationRunner
-from maoocr.jobs import CANCEL_CHANNEL, JobStore
 from maoocr.protocol.generation import GenerationTask
-from maoocr.streams import StreamWriter
+from maoocr.store.jobs import JobStore
+from maoocr.store.keys import CANCEL_CHANNEL
+from maoocr.store.streams import StreamWriter
 
 log = logging.getLogger(__name__)
 

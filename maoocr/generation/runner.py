@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from maoocr.engines.base import LLMEngine
 from maoocr.errors import MaoOCRError
 from maoocr.generation.resume import Resume
-from maoocr.jobs import TAKEN_OVER, JobStore, error_fields
 from maoocr.metrics import GENERATED_TOKENS, PROMPT_TOKENS, observe_latency, observe_queue_wait
 from maoocr.protocol.generation import Choice, GenerationParams, GenerationResult, StreamChunk, Usage
-from maoocr.streams import StreamWriter, TokenDelta
+from maoocr.store.jobs import TAKEN_OVER, JobStore, error_fields
+from maoocr.store.streams import StreamWriter, TokenDelta
 
 log = logging.getLogger(__name__)
 

@@ -1,12 +1,15 @@
-"""Submitting a generation job: check it, then create its record and queue its task in one atomic Redis step."""
+"""Submitting a generation job (check it, then create its record and queue its task in one atomic Redis step), and
+waiting for its answer."""
 
 from __future__ import annotations
 
 from maoocr.config import Settings
+from maoocr.errors import error_from_dict
 from maoocr.generation.validate import validate_params
-from maoocr.jobs import JobStore, TaskMessage, new_job_id
-from maoocr.protocol.generation import GenerationParams, GenerationTask
+from maoocr.protocol.generation import GenerationParams, GenerationResult, GenerationTask
 from maoocr.protocol.jobs import JobRecord
+from maoocr.store.jobs import JobStore, new_job_id
+from maoocr.tasks import TaskMessage
 
 
 def submit_generation(settings: Settings, jobs: JobStore, params: GenerationParams, message: TaskMessage,
@@ -17,3 +20,13 @@ def submit_generation(settings: Settings, jobs: JobStore, params: GenerationPara
     payload = GenerationTask(job_id=job_id, params=params).model_dump(mode="json")
     return jobs.create("generation", model=params.model, owner=owner, job_id=job_id,
                        enqueue=(queue, message(payload, queue)))
+
+
+def wait_generation(jobs: JobStore, job_id: str, timeout_s: float) -> GenerationResult:
+    """Block until the job ends; its result, or its error raised as the MaoOCRError it was stored from (so a
+    transport answers with the original status). TimeoutError when it has not ended within `timeout_s`."""
+    record = jobs.wait(job_id, timeout_s)
+    if record.status != "succeeded" or record.result is None:
+        raise error_from_dict(record.error.model_dump() if record.error else
+                              {"code": "internal_error", "message": f"job ended as {record.status}"})
+    return GenerationResult.model_validate(record.result)

@@ -19,7 +19,7 @@ from typing import BinaryIO, Callable
 from maoocr.ingest.source import (ERRORS_WHILE_READING, MiB, Entry, IngestLimits, Refused, Source, SourceError,
                                   clean_name, read_capped, unsafe_name)
 
-# Re-exported: callers import these from here, where they lived before source.py was split off.
+# Re-exported: callers import these from here.
 __all__ = ["DirectorySource", "Entry", "FileSource", "IngestLimits", "MiB", "Refused", "Source", "SourceError",
            "TarSource", "ZipSource", "clean_name", "open_source", "read_capped", "unsafe_name"]
 

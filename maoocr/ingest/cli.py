@@ -60,12 +60,12 @@ def main(argv: list[str] | None = None) -> int:
     return exit_code(summary)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
-
 def _form(args: argparse.Namespace) -> dict[str, str]:
     form = {"strategy": args.strategy} if args.strategy else {}
     if args.keep_headers:
         form["keep_headers"] = "true"
     return form
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -16,23 +16,22 @@ from maoocr.config import Settings
 from maoocr.documents import LoadedDocument, load_document
 from maoocr.errors import MaoOCRError
 from maoocr.generation.call import Generate
-from maoocr.jobs import JobStore, TaskMessage, error_fields, new_job_id
 from maoocr.metrics import PAGE_SECONDS, PAGES_PROCESSED, observe_finished, observe_started
 from maoocr.ocr.base import OCREngine
 from maoocr.pipeline.assemble import assemble
 from maoocr.protocol.generation import StreamChunk
 from maoocr.protocol.jobs import JobError, JobRecord
 from maoocr.protocol.ocr import OCROptions, OCRTask, PageResult
-from maoocr.streams import StreamStore
+from maoocr.store.jobs import JobStore, error_fields, new_job_id
+from maoocr.store.keys import DOC_KEY, PAGES_DONE_KEY, SPLIT_KEY
+from maoocr.store.streams import StreamStore
+from maoocr.tasks import TaskMessage
 
 if TYPE_CHECKING:  # page.py loads OpenCV, which the API process (it accepts uploads here) must not
     from maoocr.pipeline.page import PageSteps
 
 log = logging.getLogger(__name__)
 
-DOC_KEY = "maoocr:doc:{}"
-PAGES_DONE_KEY = "maoocr:job:{}:pages_done"  # set of page indexes: a page run twice counts once
-SPLIT_KEY = "maoocr:job:{}:split"  # the pages were fanned out: a split delivered again must not do it twice
 BUSY_POLL_S = 1.0
 
 

@@ -6,8 +6,8 @@ import redis
 
 from maoocr.config import Settings
 from maoocr.engines.memory import read_gpus
-from maoocr.heartbeats import live_workers
 from maoocr.pipeline.strategy import ResourceState
+from maoocr.store.heartbeats import live_workers
 
 
 def read_resources(client: redis.Redis, settings: Settings) -> ResourceState:

@@ -1,7 +1,7 @@
 """One Redis connection per process for "job finished" events, shared by every thread waiting on a job.
 
 Without it each waiting request holds its own pub/sub connection; with hundreds of concurrent requests that
-exhausts the connection pool (seen at 512 concurrent jobs on an H100).
+exhausts the connection pool.
 """
 
 from __future__ import annotations
@@ -11,10 +11,9 @@ import threading
 
 import redis
 
+from maoocr.store.keys import DONE_PATTERN
 
 log = logging.getLogger(__name__)
-
-DONE_PATTERN = "maoocr:job:*:done"
 
 
 class JobDoneListener:

@@ -12,14 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-import redis
 import requests
 import yaml
 
 from maoocr.config import Settings, load_settings
-from maoocr.embedded import free_port, redis_server_binary
+from maoocr.embedded import free_port, start_redis_server
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass
@@ -46,26 +45,11 @@ class Proc:
 
 def start_redis(workdir: Path, port: int | None = None, extra: list[str] | None = None,
                 password: str | None = None) -> tuple[Proc, str]:
-    """A redis-server on `port` (a free one by default); `extra` options come last and win."""
-    binary = redis_server_binary()
-    assert binary, "redis-server is needed for the tests"
+    """A redis-server on `port` (a free one by default), its log in `workdir`; `extra` options come last and win."""
     port = port or free_port()
-    workdir.mkdir(parents=True, exist_ok=True)
     log = workdir / f"redis-{port}.log"
-    popen = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
-                              "no", "--dir", str(workdir), *(["--requirepass", password] if password else []),
-                              *(extra or [])],
-                             stdout=log.open("w"), stderr=subprocess.STDOUT)
-    url = f"redis://{f':{password}@' if password else ''}127.0.0.1:{port}/0"
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            if redis.Redis.from_url(url).ping():
-                return Proc("redis", popen, log), url
-        except redis.RedisError:
-            time.sleep(0.05)
-    popen.kill()
-    raise RuntimeError(f"redis-server did not start on {port}")
+    popen, url = start_redis_server(workdir, port, password, extra, log)
+    return Proc("redis", popen, log), url
 
 
 BENCH_LOG_LEVEL = "WARNING"  # the shipped default (configs/maoocr.yaml): benchmarks time what production runs

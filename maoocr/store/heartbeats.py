@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import redis
 
-KEY = "maoocr:worker:{}"
+from maoocr.store.keys import WORKER_KEY
 
 
 class Heartbeat:
@@ -38,12 +38,12 @@ class Heartbeat:
         info = {"name": self.name, "instance": self.instance, "hostname": socket.gethostname(),
                 "pid": os.getpid(), "at": time.time()}
         info.update(self.describe())
-        self.redis.set(KEY.format(self.name), json.dumps(info), ex=self.ttl_s)
+        self.redis.set(WORKER_KEY.format(self.name), json.dumps(info), ex=self.ttl_s)
 
     def stop(self) -> None:
         self._stop.set()
         try:
-            self.redis.delete(KEY.format(self.name))
+            self.redis.delete(WORKER_KEY.format(self.name))
         except redis.RedisError:
             pass
 
@@ -57,7 +57,7 @@ class Heartbeat:
 
 def live_workers(client: redis.Redis) -> list[dict[str, Any]]:
     workers = []
-    for key in client.scan_iter(match=KEY.format("*"), count=100):
+    for key in client.scan_iter(match=WORKER_KEY.format("*"), count=100):
         raw = client.get(key)
         if raw:
             workers.append(json.loads(raw))

@@ -1,9 +1,10 @@
-"""A Celery task message exactly as kombu's Redis transport stores it on a queue's list, built without a producer.
+"""Task names and the Celery task message, as kombu's Redis transport stores it on a queue's list: plain data, so
+the API enqueues by task name without a Celery app, and workers register their tasks under the same names.
 
-Celery's `send_task` cost ~440 µs of CPU per call (a fresh Redis client per publish, the message passed through
-kombu's layers): ~60 % of the API's own work on a generation request. Built here it costs ~35 µs (a 256-word
-prompt), and as plain data it is pushed in the same atomic step that creates the job record
-(`JobStore.create(enqueue=...)`), so a job is never recorded without its message, nor queued without its record.
+Celery's own producer (`send_task`) spends most of the API's CPU on a generation request: a fresh Redis client per
+publish, the message passed through kombu's layers. Built here the message is a few string operations, and as plain
+data it is pushed in the same atomic step that creates the job record (`JobStore.create(enqueue=...)`), so a job is
+never recorded without its message, nor queued without its record.
 
 The format is Celery's task protocol 2 in kombu's JSON envelope (body base64-encoded). `tests/test_task_message.py`
 compares it field by field with what `send_task` writes, so a Celery or kombu upgrade that changes it fails there.
@@ -17,8 +18,15 @@ import json
 import os
 import socket
 import uuid
+from typing import Callable
 
-from workers.celery_app import GENERATE_TASK, OCR_SPLIT_TASK
+GENERATE_TASK = "maoocr.generate"
+OCR_SPLIT_TASK = "maoocr.ocr.split"
+OCR_PAGE_TASK = "maoocr.ocr.page"
+OCR_ASSEMBLE_TASK = "maoocr.ocr.assemble"
+
+# (task payload, queue) → the broker message that runs a job, pushed on the queue's list beside the job's record.
+TaskMessage = Callable[[dict, str], str]
 
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 ARGSREPR_MAX = 1024  # Celery's own cap on the argument text shown in logs and Flower
@@ -48,7 +56,7 @@ def task_message(task: str, task_id: str, args: list, queue: str) -> str:
 
 
 def generation_message(payload: dict, queue: str) -> str:
-    """A generation job's message (a `maoocr.jobs.TaskMessage`)."""
+    """A generation job's message (a `TaskMessage`)."""
     return task_message(GENERATE_TASK, payload["job_id"], [payload], queue)
 
 

@@ -1,4 +1,4 @@
-"""Test helper: renders pages and documents whose text is known exactly, plus corrupt and truncated variants."""
+"""Renders pages and documents whose text is known exactly, plus corrupt and truncated variants (tests, benchmarks)."""
 
 from __future__ import annotations
 

@@ -7,23 +7,19 @@ import os
 import threading
 import time
 import uuid
-from typing import Any, Callable, Iterable, NamedTuple
+from typing import Any, Iterable, NamedTuple
 
 import redis
 
-from maoocr.combined_calls import CombinedCalls
-from maoocr.job_events import JobDoneListener
-from maoocr.streams import StreamStore
 from maoocr.errors import JobNotFound, MaoOCRError
 from maoocr.protocol.generation import StreamChunk
 from maoocr.protocol.jobs import TERMINAL, JobError, JobKind, JobRecord, JobStatus
+from maoocr.store.combined_calls import CombinedCalls
+from maoocr.store.job_events import JobDoneListener
+from maoocr.store.keys import CANCEL_CHANNEL, JOB_KEY, JOB_STATS_KEY, WORKER_KEY, lua_key
+from maoocr.store.streams import StreamStore
 
-JOB_KEY = "maoocr:job:{}"
-DONE_CHANNEL = "maoocr:job:{}:done"
-CANCEL_CHANNEL = "maoocr:control:cancel"
 TAKEN_OVER = "taken_over"  # a fenced transition's "status before": the job is another worker's now
-# "<kind>:<status>" → jobs in that state now (queued, running) or ended so far (terminal ones): for /metrics.
-JOB_STATS_KEY = "maoocr:stats:jobs"
 
 # Keeps JOB_STATS_KEY in the same step as every status change; prepended to the scripts below (KEYS[1]: the job).
 _COUNT = f"""
@@ -68,7 +64,7 @@ for i = 6, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 redis.call('HSET', KEYS[1], 'move_call', ARGV[5], 'move_before', cur)
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
 if ARGV[7] ~= cur then count(cur, ARGV[7]) end
-if ARGV[3] == '1' then redis.call('PUBLISH', KEYS[1] .. ':done', ARGV[7]) end
+if ARGV[3] == '1' then redis.call('PUBLISH', KEYS[1] .. ':done', ARGV[7]) end  -- DONE_CHANNEL
 return {1, cur}
 """
 
@@ -85,7 +81,7 @@ if found[4] == ARGV[4] then return cjson.decode(found[5]) end
 if cur == 'running' then
   local name, token = string.match(owner, '^(%S+) (%S+)$')
   if name then
-    local beat = redis.call('GET', 'maoocr:worker:' .. name)
+    local beat = redis.call('GET', """ + lua_key(WORKER_KEY, "name") + """)
     if beat and string.find(beat, token, 1, true) then return {0, 'busy', created, owner} end
   end
 elseif cur ~= 'queued' then
@@ -118,11 +114,6 @@ class Claim(NamedTuple):
     before: str  # the status it had, or why not: 'busy' (its worker is alive), 'missing'
     created_at: float  # when it was submitted (0.0 when missing)
     previous_worker: str  # the worker it had before, if any
-
-
-# (task payload, queue) → the broker message that runs a job. The transport builds it (workers.task_message);
-# this library only pushes it on the queue's list, beside the job's record (JobStore.create).
-TaskMessage = Callable[[dict, str], str]
 
 
 def new_job_id() -> str:

@@ -1,0 +1,49 @@
+"""Every Redis key and channel MaoOCR uses. The Redis layout:
+
+Job records (`maoocr.store.jobs`), one per job, all with the job's TTL (`ttls.job_s`):
+  maoocr:job:<id>               hash    the record: status, kind, model, owner, worker, attempts, progress, result,
+                                        error, timestamps, and the ids of the last claim and move (resends)
+  maoocr:job:<id>:done          channel its final status, published once, in the step that writes it
+  maoocr:job:<id>:pages_done    set     OCR: indexes of the pages finished (a page run twice counts once)
+  maoocr:job:<id>:split         string  OCR: the pages were fanned out (a split delivered again does nothing)
+  maoocr:doc:<id>               string  OCR: the uploaded document's bytes, read by whichever worker runs a page
+  maoocr:stats:jobs             hash    "<kind>:<status>" → jobs in that state now or ended so far (/metrics)
+  maoocr:control:cancel         channel a job id to cancel: the worker running it aborts it
+
+Job streams (`maoocr.store.streams`), with the stream TTL (`ttls.stream_s`):
+  maoocr:stream:<id>            channel each chunk as it is appended (live followers)
+  maoocr:stream:<id>:replay     list    every chunk in seq order (late followers replay it first)
+  maoocr:stream:<id>:batches    set     ids of the writes appended already (a resent write is not appended twice)
+
+Workers (`maoocr.store.heartbeats`):
+  maoocr:worker:<name>          string  JSON: who it is, its instance token, what it serves; expires with the
+                                        heartbeat TTL, so a claim held by a dead worker can be taken over
+
+Celery's own keys share the database: one list per queue (`queues.llm_prefix`.<model>, `queues.ocr`) holding task
+messages (`maoocr.tasks`), kombu's `unacked` hash and `unacked_index` sorted set, and the result backend's
+`celery-task-meta-<id>` keys that carry OCR page results into their chord.
+"""
+
+from __future__ import annotations
+
+JOB_KEY = "maoocr:job:{}"
+DONE_CHANNEL = JOB_KEY + ":done"  # the transition script publishes on KEYS[1] .. ':done'
+DONE_PATTERN = DONE_CHANNEL.format("*")
+PAGES_DONE_KEY = "maoocr:job:{}:pages_done"
+SPLIT_KEY = "maoocr:job:{}:split"
+DOC_KEY = "maoocr:doc:{}"
+JOB_STATS_KEY = "maoocr:stats:jobs"
+CANCEL_CHANNEL = "maoocr:control:cancel"
+
+STREAM_CHANNEL = "maoocr:stream:{}"
+REPLAY_KEY = "maoocr:stream:{}:replay"
+BATCHES_KEY = "maoocr:stream:{}:batches"
+
+WORKER_KEY = "maoocr:worker:{}"
+
+
+def lua_key(template: str, variable: str) -> str:
+    """A Lua expression for `template` filled with the Lua variable `variable`, for the store's scripts:
+    lua_key(JOB_KEY, "job") is `'maoocr:job:' .. job`."""
+    before, after = template.split("{}")
+    return f"'{before}' .. {variable}" + (f" .. '{after}'" if after else "")

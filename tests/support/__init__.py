@@ -1,1 +1,0 @@
-"""Helpers the tests and benchmarks share: real processes (Redis, worker, API) started and stopped cleanly."""
