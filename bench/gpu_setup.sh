@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# On the lent GPU machine, after ../shared/gpu's parts were carried: install vLLM 0.25.1 (into /tmp/site) and
+# On the GPU host, after ../shared/gpu's parts were carried: install vLLM 0.25.1 (into /tmp/site) and
 # MaoOCR's own Python needs (bench/gpu_wheels.sh built .gpuw; into /tmp/site2), and put the carried
 # redis-server on PATH. Source it: `source bench/gpu_setup.sh`.
 set -e

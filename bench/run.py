@@ -1,4 +1,4 @@
-"""`python -m bench.run [--only p1,p2,p3,p4,intake,claims,burst_end,complexity,reliability,doc_accuracy]`
+"""`python -m bench.run [--only p1,p2,p3,p4,intake,claims,burst_end,complexity,reliability,doc_accuracy,ocr_speed]`
 (`make bench`): runs benchmarks and prints one JSON line per figure."""
 
 from __future__ import annotations
@@ -91,9 +91,15 @@ def _doc_accuracy(args) -> list[dict]:
     return doc_accuracy.run(options)
 
 
+def _ocr_speed(args) -> list[dict]:
+    from bench import ocr_speed
+
+    return ocr_speed.run(ocr_speed.OCRSpeedOptions())
+
+
 BENCHMARKS = {"p1": _p1, "p2": _p2, "p3": _p3, "p4": _p4, "intake": _intake, "claims": _claims,
               "burst_end": _burst_end, "complexity": _complexity, "reliability": _reliability,
-              "doc_accuracy": _doc_accuracy}
+              "doc_accuracy": _doc_accuracy, "ocr_speed": _ocr_speed}
 
 
 def main(argv: list[str] | None = None) -> int:

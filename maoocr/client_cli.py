@@ -30,6 +30,8 @@ def add_arguments(sub: argparse._SubParsersAction) -> None:
     submit.add_argument("--strategy", choices=["auto", "fast", "accurate", "vlm"], default="auto")
     submit.add_argument("--pages", help="page range, e.g. 2-5")
     submit.add_argument("--format", choices=["text", "markdown", "json"], default="text", help="with --wait")
+    submit.add_argument("--keep-headers", action="store_true",
+                        help="keep running headers, footers and page numbers in text and markdown")
     status = sub.add_parser("status", help="print a job record as JSON")
     status.add_argument("job_id")
     stream = sub.add_parser("stream", help="follow a job's events (replayed, then live) as JSON lines")
@@ -60,7 +62,8 @@ def submit(args: argparse.Namespace) -> int:
     if not args.file.is_file():
         print(f"error: {args.file} is not a file", file=sys.stderr)
         return 2
-    form = {"strategy": args.strategy, **({"pages": args.pages} if args.pages else {})}
+    form = {"strategy": args.strategy, **({"pages": args.pages} if args.pages else {}),
+            **({"keep_headers": "true"} if args.keep_headers else {})}
     with args.file.open("rb") as handle:
         reply = requests.post(api_url(args) + "/v1/documents", files={"file": (args.file.name, handle)},
                               data=form, headers=auth_headers(args), timeout=300)

@@ -40,7 +40,7 @@ _NUMBERS = (int, float, int | None, float | None)
 
 
 class ModelConfig(_Strict):
-    """One servable model, in the shape of the seed's vllm_models.yaml."""
+    """One servable model, as configs/vllm_models.yaml lists it."""
 
     model_path: str | None = Field(None, description="Local path or hub id; null serves the built-in tiny demo model.")
     model_type: Literal["text", "multimodal"] = "text"

@@ -62,9 +62,10 @@ def find_models(model_dir: str | Path | None = None) -> dict[str, Path]:
 
 
 class RapidOCREngine(OCREngine):
-    """rapidocr (ONNX Runtime) with page-orientation correction and column-aware reading order.
+    """rapidocr (ONNX Runtime) with page-orientation correction, layout analysis and block reading order.
 
-    `line_classifier` enables rapidocr's per-line 0/180 classifier; it is off by default because page
+    `layout` runs the process's layout and table models on the page (else blocks come from the lines alone);
+    `gutters` cuts lines that the detector ran across a column gutter. `line_classifier` enables rapidocr's per-line 0/180 classifier; it is off by default because page
     orientation is already corrected and, on noisy scans, the classifier flips upright lines and ruins them.
     Calls are serialised per instance: rapidocr keeps per-call options on the instance.
     """
@@ -72,7 +73,7 @@ class RapidOCREngine(OCREngine):
     name = "rapidocr"
 
     def __init__(self, profile: Profile = "fast", *, detect_orientation: bool = True, line_classifier: bool = False,
-                 layout: bool = True, threads: int | None = None, text_score: float = 0.5, model_dir: str | Path | None = None,
+                 layout: bool = True, gutters: bool = True, threads: int | None = None, text_score: float = 0.5, model_dir: str | Path | None = None,
                  det_model: str | Path | None = None, rec_model: str | Path | None = None,
                  cls_model: str | Path | None = None) -> None:
         if profile not in PROFILES:
@@ -94,6 +95,7 @@ class RapidOCREngine(OCREngine):
         self._line_classifier = line_classifier
         # Layout and table models are shared by every engine of the process (loaded once).
         self._structurer = get_structurer(threads) if layout else None
+        self._gutters = gutters  # cut lines the detector ran across a column gutter
         common: dict[str, Any] = {
             "Global.log_level": "error",  # a blank page is not worth a warning
             "Global.text_score": text_score,
@@ -143,7 +145,7 @@ class RapidOCREngine(OCREngine):
             for box, text, score in zip(boxes, txts, scores, strict=True):
                 raw.append(RawLine(text=str(text), polygon=[(float(x) / factor, float(y) / factor) for x, y in box],
                                    confidence=float(score)))
-        if raw:
+        if raw and self._gutters:
             t0 = time.perf_counter()
             with self._lock:
                 raw = split_at_gutters(upright, raw, self._read_batch)

@@ -1,4 +1,4 @@
-"""The seed's library API, in-process (no Redis, no workers): `MaoOCR(...).recognize(path)` and
+"""The library API, in-process (no Redis, no workers): `MaoOCR(...).recognize(path)` and
 `await MaoOCR(...).recognize_with_vllm_analysis(path)`: load_document → per page analysis → strategy → OCR →
 assembled result. With `enable_vllm=True` a multimodal model runs resident in this process (vLLM) for VLM OCR,
 VLM complexity analysis and LLM strategy selection; every one of them falls back (heuristic, rules, PP-OCR) and
@@ -62,7 +62,7 @@ class VLLMConfig(BaseModel):
 
 
 class Recognition(DocumentResult):
-    """A document's OCR result plus the seed's summary fields."""
+    """A document's OCR result plus summary fields for the whole document."""
 
     complexity_analysis: ComplexityAnalysis | None = Field(
         None, description="the hardest page's analysis (the only page's, for an image)")
@@ -93,7 +93,7 @@ class MaoOCR:
         self._plain = build_steps(self._with(analyzer="heuristic", selector="rules"), self.engines)
         self._assisted = build_steps(self._with(analyzer="vlm", selector="llm"), generate)
 
-    # -- the seed's API --------------------------------------------------------------------------------------
+    # -- the public API --------------------------------------------------------------------------------------
     def recognize(self, source: Source, strategy: RequestedStrategy = "auto",
                   pages: tuple[int, int] | None = None) -> Recognition:
         """OCR a document (path, bytes or PIL image): heuristic analysis, rule-based strategy per page."""

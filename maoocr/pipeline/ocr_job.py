@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Callable
 import redis
 
 from maoocr.config import Settings
-from maoocr.documents import LoadedDocument, load_document
+from maoocr.documents import LoadedDocument, load_document, sniff_format
 from maoocr.errors import MaoOCRError
 from maoocr.generation.call import Generate
 from maoocr.metrics import PAGE_SECONDS, PAGES_PROCESSED, observe_finished, observe_started
@@ -135,7 +135,7 @@ class OCRJobs:
 
     def finish(self, job_id: str, pages: list[PageResult]) -> None:
         record = self.jobs.get(job_id)
-        fmt = self._docs[job_id].format if job_id in self._docs else "unknown"
+        fmt = self._docs[job_id].format if job_id in self._docs else self._stored_format(job_id)
         pages = list({page.index: page for page in pages}.values())  # a page delivered twice is one page
         result = assemble(fmt, pages)
         moved, before = self.jobs.transition(job_id, ("running",), "succeeded", result=result.model_dump(mode="json"),
@@ -148,6 +148,13 @@ class OCRJobs:
         log.info("job=%s assembled %d pages (%s)", job_id, len(pages), record.status)
         if moved:
             observe_finished(self.jobs.get(job_id))
+
+    def _stored_format(self, job_id: str) -> str:
+        """The upload's format from its first bytes, for a process that assembles pages it never parsed."""
+        try:
+            return sniff_format(self.blobs.getrange(DOC_KEY.format(job_id), 0, 1023) or b"")
+        except MaoOCRError:
+            return "unknown"
 
     def fail(self, job_id: str, exc: BaseException) -> None:
         fields = error_fields(exc)

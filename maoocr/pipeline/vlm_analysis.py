@@ -78,5 +78,5 @@ def _first_error(exc: ValidationError) -> str:
     return f"{where}: {first['msg']} (got {got[:80]}{'…' if len(got) > 80 else ''})"
 
 
-# The seed's name for it (`from maoocr.vllm import VLLMComplexityAnalyzer`).
+# The name it is also imported by (`from maoocr.vllm import VLLMComplexityAnalyzer`).
 VLLMComplexityAnalyzer = VLMComplexityAnalyzer

@@ -1,4 +1,4 @@
-"""The seed's `maoocr.vllm` names, as thin faces over MaoOCR's design (see maoocr/vllm/faces.py).
+"""The published `maoocr.vllm` names, as thin faces over MaoOCR's design (see maoocr/vllm/faces.py).
 
 Imported lazily, attribute by attribute, so `import maoocr.vllm` loads neither vLLM nor OpenCV.
 """

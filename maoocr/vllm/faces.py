@@ -1,6 +1,6 @@
-"""Thin faces with the seed's names over MaoOCR's pieces; each says which piece it stands for.
+"""Thin faces with the published `maoocr.vllm` names over MaoOCR's pieces; each says which piece it stands for.
 
-| seed name                  | stands for                                                                 |
+| name                       | stands for                                                                 |
 |----------------------------|----------------------------------------------------------------------------|
 | VLLMServiceManager         | `LocalEngines`: resident engines of configured models, started and stopped here |
 | MultiInterfaceAPIAdapter   | the OpenAI / REST request models → `GenerationParams` (+ the server's checks) |
