@@ -28,7 +28,7 @@ _SPLIT_INTO_PARAGRAPHS: frozenset[str] = frozenset({"text", "reference", "list"}
 _RUNNING_BAND = 0.11
 _PAGE_NUMBER = re.compile(r"^\s*(?:page\s+)?[-–—]?\s*(?:\d{1,4}|[ivxlc]{1,6})\s*[-–—]?\s*(?:(?:of|/)\s*\d{1,4})?\s*$",
                           re.IGNORECASE)
-_SENTENCE_END = re.compile(r"[.!?:;)\]\"”’]\s*$")
+_MID_SENTENCE = re.compile(r"[a-z,\-]\s*$")  # a line that ends like this runs on in the next block
 
 
 @dataclass
@@ -418,7 +418,7 @@ def _float_slot(unit: Unit, ordered: list[Unit], texts: Sequence[str]) -> int:
     slot = max(above) + 1
     while slot < len(ordered) and ordered[slot - 1].type not in FLOATS and ordered[slot - 1].lines:
         last = texts[ordered[slot - 1].lines[-1]]
-        if _SENTENCE_END.search(last):
+        if not _MID_SENTENCE.search(last):
             break
         slot += 1
     return slot
