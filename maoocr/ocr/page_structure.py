@@ -262,6 +262,9 @@ def _type_by_geometry(units: list[Unit], boxes: Sequence[Box], texts: Sequence[s
             continue
         if line_height > 1.3 * body or not _apart(unit, units, body, below=in_top):
             continue  # a big title at the top, or text that runs on into the body
+        if in_top and any(o.box[3] <= unit.box[1] + 0.5 * body and o.lines and
+                          max(boxes[i][3] - boxes[i][1] for i in o.lines) > 1.3 * body for o in units):
+            continue  # under a title in large type: a letterhead's address line, not a running header
         unit.type = "header" if in_top else "footer"
 
 
