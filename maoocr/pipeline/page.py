@@ -63,11 +63,10 @@ def process_page(image: Image.Image, index: int, page: int, options: OCROptions,
     start = time.perf_counter()
     layer_note = ""
     if text_layer is not None:
-        if text_layer.trusted and options.strategy == "auto":
+        if text_layer.trusted and text_layer.orientation == 0 and options.strategy == "auto":
             ocr = read_text_layer_page(image, text_layer, steps)
             return _result(ocr, index, page, options, None, "text_layer", text_layer.reason, start)
-        layer_note = f"text layer not used: {text_layer.reason}; " if not text_layer.trusted else \
-            "text layer not used: OCR strategy requested; "
+        layer_note = f"text layer not used: {_unused_because(text_layer, options)}; "
     analysis = steps.analyze(image, dpi)
     decision = steps.select(analysis, resources, options.strategy)
     strategy, reason = decision.strategy, layer_note + decision.reason
@@ -85,6 +84,15 @@ def process_page(image: Image.Image, index: int, page: int, options: OCROptions,
         ocr = steps.engine_for(strategy).recognize(image)
     ocr.timings_ms = {"analysis": analysis.analysis_ms, **extra, **ocr.timings_ms}
     return _result(ocr, index, page, options, analysis, strategy, reason, start)
+
+
+def _unused_because(layer: TextLayerPage, options: OCROptions) -> str:
+    if not layer.trusted:
+        return layer.reason
+    if options.strategy != "auto":
+        return f"OCR strategy '{options.strategy}' requested"
+    # Layout and reading order work on upright pages; OCR turns the page upright first.
+    return f"its text runs turned by {layer.orientation} degrees"
 
 
 def read_text_layer_page(image: Image.Image, layer: TextLayerPage, steps: PageSteps) -> PageOCR:
