@@ -1,5 +1,4 @@
-"""Text lines that the detector ran across a column gutter are cut at the gutter and read again piece by piece;
-pieces of one line that it cut apart at stretched spaces are joined again.
+"""Text lines that the detector ran across a column gutter are cut at the gutter and read again piece by piece.
 
 A text detector joins the lines of two columns when the gutter between them is narrow (newspapers, magazines),
 and no reading order can separate them afterwards. A gutter shows in the image as a gap inside such a line that
@@ -16,7 +15,7 @@ from PIL import Image
 
 from maoocr.ocr.base import RawLine
 from maoocr.ocr.geometry import bounding_box
-from maoocr.ocr.types import Box, Point
+from maoocr.ocr.types import Point
 
 # read(crops) -> (text, confidence) per upright crop
 Reader = Callable[[list[Image.Image]], list[tuple[str, float]]]
@@ -52,49 +51,6 @@ def split_at_gutters(image: Image.Image, lines: Sequence[RawLine], read: Reader)
             if text.strip():
                 out.append(RawLine(text=text, polygon=piece, confidence=confidence))
     return out
-
-
-def join_fragments(image: Image.Image, lines: Sequence[RawLine]) -> list[RawLine]:
-    """Pieces of one line that the detector cut at stretched spaces (justified narrow columns) joined again,
-    unless the gap between them is a gutter or a table's column gap."""
-    ink, scale = _ink_mask(image)
-    boxes = [bounding_box(line.polygon) for line in lines]
-    order = sorted(range(len(lines)), key=lambda i: ((boxes[i][1] + boxes[i][3]) / 2, boxes[i][0]))
-    out: list[RawLine] = []
-    last_box = None
-    for i in order:
-        box, line = boxes[i], lines[i]
-        if out and last_box is not None and _continues(last_box, box, boxes) and \
-                not _is_gutter(ink, int(last_box[2] * scale), int(box[0] * scale), int(box[1] * scale),
-                               int(box[3] * scale), (box[3] - box[1]) * scale):
-            prev = out[-1]
-            merged = (min(last_box[0], box[0]), min(last_box[1], box[1]), max(last_box[2], box[2]),
-                      max(last_box[3], box[3]))
-            out[-1] = RawLine(text=f"{prev.text} {line.text}", polygon=_corners(merged),
-                              confidence=min(prev.confidence, line.confidence))
-            last_box = merged
-            continue
-        out.append(line)
-        last_box = box
-    return out
-
-
-def _continues(left: Box, right: Box, boxes: Sequence[Box]) -> bool:
-    """`right` is the next piece of `left`'s line: same row and size, a gap of at most a few heights, nothing
-    between them."""
-    h_left, h_right = left[3] - left[1], right[3] - right[1]
-    overlap = min(left[3], right[3]) - max(left[1], right[1])
-    gap = right[0] - left[2]
-    if overlap < 0.6 * min(h_left, h_right) or not 0.7 < h_left / max(h_right, 1e-6) < 1.4:
-        return False
-    if not 0 <= gap <= 3.0 * min(h_left, h_right):
-        return False
-    return not any(b is not left and b is not right and b[0] < right[0] and b[2] > left[2]
-                   and min(b[3], left[3]) - max(b[1], left[1]) > 0 for b in boxes)
-
-
-def _corners(box: Box) -> list[Point]:
-    return [(box[0], box[1]), (box[2], box[1]), (box[2], box[3]), (box[0], box[3])]
 
 
 def _slice(polygon: Sequence[Point], start: float, end: float) -> list[Point]:

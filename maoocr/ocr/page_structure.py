@@ -18,14 +18,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from statistics import median
 
+from maoocr.ocr.geometry import centre_y, union, x_overlap
 from maoocr.ocr.layout import LayoutRegion
 from maoocr.ocr.reading_order import order_lines
+from maoocr.ocr.regions import RUNNING_BAND, assign_lines
 from maoocr.ocr.types import RUNNING_TYPES, Box, BlockType
 
 FLOATS: frozenset[str] = frozenset({"figure", "caption", "table", "table_caption"})
 _SPLIT_INTO_PARAGRAPHS: frozenset[str] = frozenset({"text", "reference", "list"})
-# A running element sits in this top or bottom share of the page, one or two short lines of body-sized type.
-_RUNNING_BAND = 0.11
 _PAGE_NUMBER = re.compile(r"^\s*(?:page\s+)?[-–—]?\s*(?:\d{1,4}|[ivxlc]{1,6})\s*[-–—]?\s*(?:(?:of|/)\s*\d{1,4})?\s*$",
                           re.IGNORECASE)
 _MID_SENTENCE = re.compile(r"[a-z,\-]\s*$")  # a line that ends like this runs on in the next block
@@ -51,23 +51,7 @@ class PageLayout:
 def structure_page(boxes: Sequence[Box], texts: Sequence[str], regions: Sequence[LayoutRegion],
                    size: tuple[int, int]) -> PageLayout:
     """Typed units in reading order for lines `boxes`/`texts` of an upright page of `size` (w, h)."""
-    regions = _distinct(regions)
-    regions += _aligned_tables(boxes, texts, regions)
-    owner = [_owner(box, regions) for box in boxes]
-    for _ in range(4):  # a dropped table's lines may fall to a larger table region around it: look again
-        # Column rules around articles look like a ruled table to the model; its lines are prose. A table
-        # region without a line of text is no table either.
-        wrong = {r for r, region in enumerate(regions)
-                 if region.type == "table" and _not_a_table([texts[i] for i, o in enumerate(owner) if o == r])
-                 or region.type == "figure" and _full_of_text([texts[i] for i, box in enumerate(boxes)
-                                                               if _share(box, region.box) >= 0.5])}
-        if not wrong:
-            break
-        regions = [region for r, region in enumerate(regions) if r not in wrong]
-        owner = [_owner(box, regions) for box in boxes]
-    for i, o in enumerate(owner):  # a running header or footer under a "figure" the model drew is still one
-        if o is not None and regions[o].type == "figure" and _in_running_band(boxes[i], size[1]):
-            owner[i] = None
+    regions, owner = assign_lines(boxes, texts, regions, size[1])
     units: list[Unit] = []
     for r, region in enumerate(regions):
         members = [i for i, o in enumerate(owner) if o == r]
@@ -80,75 +64,21 @@ def structure_page(boxes: Sequence[Box], texts: Sequence[str], regions: Sequence
             # stretched spaces, cut by the detector, line up in two rows now and then).
             for paragraph in _paragraphs([boxes[i] for i in members], min_rows=3):
                 lines = [members[k] for k in paragraph]
-                units.append(Unit(region.type, lines, _within(region.box, _union(boxes, lines)), region=region))
+                units.append(Unit(region.type, lines, _within(region.box, union(boxes, lines)), region=region))
         else:
             lines = [members[k] for block in _paragraphs([boxes[i] for i in members]) for k in block]
-            box = region.box if region.type in ("figure", "table") else _union(boxes, lines)
+            box = region.box if region.type in ("figure", "table") else union(boxes, lines)
             units.append(Unit(region.type, lines, box, region=region))
     loose = [i for i, o in enumerate(owner) if o is None]
     for paragraph in _paragraphs([boxes[i] for i in loose]):
         lines = [loose[k] for k in paragraph]
-        units.append(Unit("text", lines, _union(boxes, lines), source="lines"))
+        units.append(Unit("text", lines, union(boxes, lines), source="lines"))
     _type_by_geometry(units, boxes, texts, size)
     units = _pair_labels_with_values(units, boxes, texts)
     heights = [boxes[i][3] - boxes[i][1] for u in units for i in u.lines]
     body = median(heights) if heights else 0.0
     ordered = _merge_split_paragraphs(_reading_order(units, texts, body), boxes)
     return PageLayout(ordered, _count_columns(ordered, size))
-
-
-def _aligned_tables(boxes: Sequence[Box], texts: Sequence[str],
-                    regions: Sequence[LayoutRegion]) -> list[LayoutRegion]:
-    """Tables the model missed: three or more rows in a row of three or more segments each, the segments of
-    one row under those of the row above. Prose in columns aligns the same way and is set aside later."""
-    tables = [r.box for r in regions if r.type == "table"]
-    free = [i for i, box in enumerate(boxes) if not any(_share(box, t) >= 0.5 for t in tables)]
-    rows: list[list[int]] = []
-    for i in sorted(free, key=lambda k: _centre_y(boxes[k])):
-        if rows and abs(_centre_y(boxes[rows[-1][0]]) - _centre_y(boxes[i])) < 0.5 * (boxes[i][3] - boxes[i][1]):
-            rows[-1].append(i)
-        else:
-            rows.append([i])
-    found: list[LayoutRegion] = []
-    run: list[list[int]] = []
-    for row in rows + [[]]:
-        if len(row) >= 3 and (not run or _aligned(run[-1], row, boxes)):
-            run.append(row)
-            continue
-        if len(run) >= 3:
-            start = rows.index(run[0])
-            header = rows[start - 1] if start else []  # column heads often fewer: joined by the detector
-            if len(header) >= 2 and _aligned(header, run[0], boxes, need=1):
-                run.insert(0, header)
-            found.append(LayoutRegion("table", _union(boxes, [i for r in run for i in r]), 0.5))
-        run = [row] if len(row) >= 3 else []
-    return found
-
-
-def _aligned(above: list[int], below: list[int], boxes: Sequence[Box], need: int = 2) -> bool:
-    """Most segments of `below` sit under a segment of `above`, and the rows are close."""
-    height = max(boxes[i][3] - boxes[i][1] for i in above + below)
-    if min(boxes[i][1] for i in below) - max(boxes[i][3] for i in above) > 2.5 * height:
-        return False
-    under = sum(any(min(boxes[i][2], boxes[j][2]) - max(boxes[i][0], boxes[j][0]) > 0 for j in above) for i in below)
-    return under >= max(need, 0.6 * len(below))
-
-
-def _full_of_text(texts: Sequence[str]) -> bool:
-    """More text than a photo's or a chart's labels: the model took a page area of text for a figure."""
-    return len(texts) >= 6 and sum(len(t) for t in texts) >= 150
-
-
-def _not_a_table(texts: Sequence[str]) -> bool:
-    """No lines, or lines that read as prose: mostly letters and several words a line (a narrow column's
-    sentences, cut short by the detector at stretched spaces), where a table's rows hold numbers and its
-    cells few words."""
-    if not texts:
-        return True
-    words = sum(len(text.split()) for text in texts)
-    letters = sum(ch.isalpha() for text in texts for ch in text)
-    visible = sum(not ch.isspace() for text in texts for ch in text) or 1
-    return words >= 2.2 * len(texts) and letters >= 0.75 * visible
 
 
 def _paragraphs(boxes: Sequence[Box], min_rows: int = 2) -> list[list[int]]:
@@ -161,66 +91,6 @@ def _within(region: Box, lines: Box) -> Box:
     the block look wider than its column."""
     x0, x1 = max(lines[0], region[0]), min(lines[2], region[2])
     return (x0, lines[1], x1, lines[3]) if x1 > x0 else lines
-
-
-def _area(box: Box) -> float:
-    return max(0.0, box[2] - box[0]) * max(0.0, box[3] - box[1])
-
-
-def _intersection(a: Box, b: Box) -> float:
-    return _area((max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])))
-
-
-def _union(boxes: Sequence[Box], lines: Sequence[int]) -> Box:
-    return (min(boxes[i][0] for i in lines), min(boxes[i][1] for i in lines),
-            max(boxes[i][2] for i in lines), max(boxes[i][3] for i in lines))
-
-
-def _distinct(regions: Sequence[LayoutRegion]) -> list[LayoutRegion]:
-    """Best-scoring first; a region mostly inside a kept one of the same type is the same region found twice,
-    and a table mostly over a surer text region is prose the model also took for a table."""
-    regions = [r for r in regions if not _merged_columns(r, regions)]
-    kept: list[LayoutRegion] = []
-    for region in sorted(regions, key=lambda r: -r.score):
-        area = _area(region.box) or 1.0
-        if any(_intersection(k.box, region.box) > 0.8 * area and (k.type == region.type) or
-               _intersection(k.box, region.box) > 0.5 * area and k.type == "text" and region.type == "table"
-               for k in kept):
-            continue
-        kept.append(region)
-    return kept
-
-
-def _in_running_band(box: Box, height: float) -> bool:
-    return box[3] <= _RUNNING_BAND * height or box[1] >= (1 - _RUNNING_BAND) * height
-
-
-def _share(box: Box, region: Box) -> float:
-    return _intersection(box, region) / (_area(box) or 1.0)
-
-
-def _merged_columns(region: LayoutRegion, regions: Sequence[LayoutRegion]) -> bool:
-    """A text region drawn over two columns that the model also found one by one."""
-    if region.type != "text":
-        return False
-    inside = [r.box for r in regions if r is not region and r.type == "text"
-              and _intersection(r.box, region.box) > 0.8 * (_area(r.box) or 1.0)]
-    return any(a[2] <= b[0] + 0.1 * (b[2] - b[0]) for a in inside for b in inside if a is not b)
-
-
-def _owner(box: Box, regions: Sequence[LayoutRegion]) -> int | None:
-    """The region holding most of the line (at least half of it); a table takes every line in it (its cells
-    may have been found as text regions too), else the smaller region wins near-ties, being the more specific
-    one (a caption inside a figure's box)."""
-    best, best_key = None, None
-    for r, region in enumerate(regions):
-        share = _share(box, region.box)
-        if share < 0.5:
-            continue
-        key = (region.type == "table", round(share / 0.15), -_area(region.box))
-        if best_key is None or key > best_key:
-            best, best_key = r, key
-    return best
 
 
 def _type_by_geometry(units: list[Unit], boxes: Sequence[Box], texts: Sequence[str],
@@ -253,8 +123,8 @@ def _type_by_geometry(units: list[Unit], boxes: Sequence[Box], texts: Sequence[s
         if len(unit.lines) > 2 or len(text) > 160:
             continue
         top, bottom = unit.box[1], unit.box[3]
-        in_top = bottom <= _RUNNING_BAND * height
-        in_bottom = top >= (1 - _RUNNING_BAND) * height
+        in_top = bottom <= RUNNING_BAND * height
+        in_bottom = top >= (1 - RUNNING_BAND) * height
         if not (in_top or in_bottom):
             continue
         if _PAGE_NUMBER.match(text):
@@ -274,27 +144,18 @@ def _apart(unit: Unit, units: Sequence[Unit], body: float, *, below: bool) -> bo
         if other is unit or not other.lines:
             continue
         gap = other.box[1] - unit.box[3] if below else unit.box[1] - other.box[3]
-        if -0.5 * body < gap < 0.9 * body and _x_overlap(unit.box, other.box):
+        if -0.5 * body < gap < 0.9 * body and x_overlap(unit.box, other.box):
             return False
     return True
 
 
-def _x_overlap(a: Box, b: Box) -> bool:
-    overlap = min(a[2], b[2]) - max(a[0], b[0])
-    return overlap > 0.25 * min(a[2] - a[0], b[2] - b[0])
-
-
-def _centre_y(box: Box) -> float:
-    return (box[1] + box[3]) / 2.0
-
-
 def _before(a: Box, b: Box, spanners: Sequence[Box]) -> bool:
-    if _x_overlap(a, b):
-        return _centre_y(a) < _centre_y(b)
+    if x_overlap(a, b):
+        return centre_y(a) < centre_y(b)
     if (a[0] + a[2]) / 2.0 >= (b[0] + b[2]) / 2.0:
         return False
-    low, high = sorted((_centre_y(a), _centre_y(b)))
-    return not any(c is not a and c is not b and low < _centre_y(c) < high and _x_overlap(c, a) and _x_overlap(c, b)
+    low, high = sorted((centre_y(a), centre_y(b)))
+    return not any(c is not a and c is not b and low < centre_y(c) < high and x_overlap(c, a) and x_overlap(c, b)
                    for c in spanners)
 
 
@@ -302,7 +163,7 @@ def _topological(boxes: list[Box], dividers: Sequence[Box] = ()) -> list[int]:
     """Kahn's sort of Breuel's partial order; `dividers` are not ordered but part the page like a full-width
     title does (a table across the page between an invoice's header fields and its totals)."""
     n = len(boxes)
-    wide = [b for b in boxes if any(_x_overlap(b, o) for o in boxes if o is not b)] + list(dividers)
+    wide = [b for b in boxes if any(x_overlap(b, o) for o in boxes if o is not b)] + list(dividers)
     after: list[list[int]] = [[] for _ in range(n)]
     blockers = [0] * n
     for i in range(n):
@@ -371,12 +232,12 @@ def _pair_labels_with_values(units: list[Unit], boxes: Sequence[Box], texts: Seq
                 continue
             if not _mostly_figures([texts[i] for i in b.lines]):
                 continue
-            pairs = sum(any(abs(_centre_y(boxes[i]) - _centre_y(boxes[j])) < 0.5 * (boxes[i][3] - boxes[i][1])
+            pairs = sum(any(abs(centre_y(boxes[i]) - centre_y(boxes[j])) < 0.5 * (boxes[i][3] - boxes[i][1])
                             for j in b.lines) for i in a.lines)
             if pairs >= 2 and pairs >= 0.6 * len(b.lines):
                 height = median(boxes[i][3] - boxes[i][1] for i in a.lines + b.lines)
-                a.lines = sorted(a.lines + b.lines, key=lambda i: (round(_centre_y(boxes[i]) / height), boxes[i][0]))
-                a.box = _union(boxes, a.lines)
+                a.lines = sorted(a.lines + b.lines, key=lambda i: (round(centre_y(boxes[i]) / height), boxes[i][0]))
+                a.box = union(boxes, a.lines)
                 out.remove(b)
                 break
     return out
@@ -398,9 +259,9 @@ def _merge_split_paragraphs(units: list[Unit], boxes: Sequence[Box]) -> list[Uni
             last, first = boxes[prev.lines[-1]], boxes[unit.lines[0]]
             height = min(last[3] - last[1], first[3] - first[1])
             aligned = unit.type == "title" or abs(first[0] - prev.box[0]) < 1.5 * height
-            if 0 <= first[1] - last[3] < 0.75 * height + 1 and aligned and _x_overlap(prev.box, unit.box):
+            if 0 <= first[1] - last[3] < 0.75 * height + 1 and aligned and x_overlap(prev.box, unit.box):
                 prev.lines += unit.lines
-                prev.box = _union(boxes, prev.lines)
+                prev.box = union(boxes, prev.lines)
                 continue
         merged.append(unit)
     return merged
@@ -415,7 +276,7 @@ def _float_slot(unit: Unit, ordered: list[Unit], texts: Sequence[str]) -> int:
     """After the latest block above the float in its columns; later still while that block's sentence runs on,
     so a figure never splits a sentence."""
     above = [k for k, u in enumerate(ordered) if u.box[3] <= unit.box[1] + 0.5 * (unit.box[3] - unit.box[1])
-             and (_x_overlap(u.box, unit.box) or u.type in FLOATS and abs(u.box[3] - unit.box[1]) < 50)]
+             and (x_overlap(u.box, unit.box) or u.type in FLOATS and abs(u.box[3] - unit.box[1]) < 50)]
     if not above:
         return 0
     slot = max(above) + 1
