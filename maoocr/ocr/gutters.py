@@ -15,6 +15,7 @@ from PIL import Image
 
 from maoocr.ocr.base import RawLine
 from maoocr.ocr.geometry import bounding_box
+from maoocr.ocr.ink import otsu_level
 from maoocr.ocr.types import Point
 
 # read(crops) -> (text, confidence) per upright crop
@@ -83,17 +84,7 @@ def _ink_mask(image: Image.Image) -> tuple[np.ndarray, float]:
         gray = gray.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
                            Image.Resampling.BOX)
     pixels = np.asarray(gray, dtype=np.uint8)
-    return pixels < _otsu(pixels), scale
-
-
-def _otsu(pixels: np.ndarray) -> int:
-    hist = np.bincount(pixels.ravel(), minlength=256).astype(np.float64)
-    total = hist.sum()
-    weight = np.cumsum(hist)
-    mean = np.cumsum(hist * np.arange(256))
-    between = (mean[-1] * weight - mean * total) ** 2 / np.maximum(weight * (total - weight), 1e-9)
-    best = np.flatnonzero(between == between.max())
-    return int(best[len(best) // 2])  # the middle of a tie: a two-level (bilevel) page splits between its levels
+    return pixels < otsu_level(np.bincount(pixels.ravel(), minlength=256).astype(np.float64)), scale
 
 
 def _gutters_in(line: RawLine, ink: np.ndarray, scale: float) -> list[tuple[float, float]]:

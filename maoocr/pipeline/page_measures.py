@@ -10,6 +10,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from maoocr.ocr.ink import otsu_level
+
 MAX_SKEW_DEG = 15.0
 # Aspect ratio -> long side in inches. A-series pages share one ratio; A4 is by far the most common.
 _PAPER_SIZES = ((math.sqrt(2.0), 11.69), (11.0 / 8.5, 11.0), (14.0 / 8.5, 14.0))
@@ -101,22 +103,6 @@ def hist_quantile(hist: np.ndarray, q: float) -> float:
     value = float(k + (q * cum[-1] - below) / hist[k] - 0.5) if hist[k] > 0 else float(k)
     # Bin k spans k - 0.5 .. k + 0.5; gray levels themselves stop at the first and last bin.
     return min(max(value, 0.0), float(hist.size - 1))
-
-
-def otsu_level(hist: np.ndarray) -> int:
-    """Otsu's threshold, in the middle of the levels that split the histogram equally well.
-
-    A bilevel page (only 0 and 255) splits equally well at every level from 0 to 254; the first of them, 0,
-    would call nothing ink."""
-    omega, mu = np.cumsum(hist), np.cumsum(hist * np.arange(hist.size))
-    denom = omega * (omega[-1] - omega)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        between = np.where(denom > 0, (mu[-1] * omega - mu * omega[-1]) ** 2 / denom, -1.0)
-    top = float(between.max())
-    if top <= 0:  # one gray level: nothing to split
-        return int(np.argmax(between))
-    best = np.nonzero(between >= top * (1.0 - 1e-9))[0]
-    return int(best[0] + best[-1]) // 2 if best[-1] - best[0] == best.size - 1 else int(best[0])
 
 
 def binarize_page(gray: np.ndarray) -> Ink:
