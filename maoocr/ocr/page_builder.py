@@ -79,9 +79,9 @@ def get_structurer(threads: int | None = None) -> PageStructurer:
             except Exception as exc:
                 notes.append(f"layout model unavailable ({exc})")
             try:
-                from maoocr.ocr.tables import TableRecognizer
+                from maoocr.ocr.tables import get_table_recognizer
 
-                tables = TableRecognizer(threads=threads)
+                tables = get_table_recognizer(threads)
             except Exception as exc:
                 notes.append(f"table model unavailable ({exc})")
             if notes:
