@@ -26,28 +26,9 @@ fi
 
 [ ${#packages[@]} -eq 0 ] && exit 0
 
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then
-    if command -v sudo >/dev/null 2>&1; then
-        SUDO="sudo -n"
-    else
-        echo "install_fonts.sh: need root to install ${packages[*]}" >&2
-        exit 1
-    fi
-fi
-
-export DEBIAN_FRONTEND=noninteractive
-# Only refresh the package lists when apt has none yet, so repeated runs stay fast and offline-friendly.
-if ! apt-cache show "${packages[0]}" >/dev/null 2>&1; then
-    $SUDO apt-get update -qq >/dev/null 2>&1 || true
-fi
-# apt/debconf chatter goes to a log that is only shown when the install fails.
-log="$(mktemp)"
-trap 'rm -f "$log"' EXIT
-if ! $SUDO apt-get install -y -qq --no-install-recommends "${packages[@]}" >"$log" 2>&1; then
-    cat "$log" >&2
-    exit 1
-fi
+# shellcheck source=apt_install.sh
+source "$(dirname "$0")/apt_install.sh"
+apt_install install_fonts.sh "${packages[@]}" || exit 1
 if command -v fc-cache >/dev/null 2>&1; then
-    $SUDO fc-cache -f >/dev/null 2>&1 || true
+    $APT_SUDO fc-cache -f >/dev/null 2>&1 || true
 fi
