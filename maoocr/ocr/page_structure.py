@@ -38,7 +38,6 @@ class Unit:
     type: BlockType
     lines: list[int]
     box: Box
-    source: str = "layout"
     region: LayoutRegion | None = field(default=None, repr=False)
 
 
@@ -72,11 +71,10 @@ def structure_page(boxes: Sequence[Box], texts: Sequence[str], regions: Sequence
     loose = [i for i, o in enumerate(owner) if o is None]
     for paragraph in _paragraphs([boxes[i] for i in loose]):
         lines = [loose[k] for k in paragraph]
-        units.append(Unit("text", lines, union(boxes, lines), source="lines"))
-    _type_by_geometry(units, boxes, texts, size)
+        units.append(Unit("text", lines, union(boxes, lines)))
+    body = median(box[3] - box[1] for box in boxes) if boxes else 0.0  # every line belongs to a unit
+    _type_by_geometry(units, boxes, texts, size[1], body)
     units = _pair_labels_with_values(units, boxes, texts)
-    heights = [boxes[i][3] - boxes[i][1] for u in units for i in u.lines]
-    body = median(heights) if heights else 0.0
     ordered = _merge_split_paragraphs(_reading_order(units, texts, body), boxes)
     return PageLayout(ordered, _count_columns(ordered, size))
 
@@ -93,15 +91,11 @@ def _within(region: Box, lines: Box) -> Box:
     return (x0, lines[1], x1, lines[3]) if x1 > x0 else lines
 
 
-def _type_by_geometry(units: list[Unit], boxes: Sequence[Box], texts: Sequence[str],
-                      size: tuple[int, int]) -> None:
+def _type_by_geometry(units: list[Unit], boxes: Sequence[Box], texts: Sequence[str], height: float,
+                      body: float) -> None:
     """Types the model did not give: headers, footers and page numbers (short lines of body-sized type in the
-    top or bottom band, apart from the body) and titles (a few lines of much larger type)."""
-    width, height = size
-    heights = [boxes[i][3] - boxes[i][1] for u in units for i in u.lines]
-    if not heights:
-        return
-    body = median(heights)
+    top or bottom band, apart from the body) and titles (a few lines of much larger type). `body` is the median
+    line height."""
     for unit in units:
         text = " ".join(texts[i] for i in unit.lines).strip()
         if unit.type in ("header", "footer") and unit.lines:
