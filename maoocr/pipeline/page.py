@@ -63,10 +63,11 @@ def process_page(image: Image.Image, index: int, page: int, options: OCROptions,
     start = time.perf_counter()
     layer_note = ""
     if text_layer is not None:
-        if text_layer.trusted and text_layer.orientation == 0 and options.strategy == "auto":
+        unused = _unused_because(text_layer, options)
+        if unused is None:
             ocr = read_text_layer_page(image, text_layer, steps)
             return _result(ocr, index, page, options, None, "text_layer", text_layer.reason, start)
-        layer_note = f"text layer not used: {_unused_because(text_layer, options)}; "
+        layer_note = f"text layer not used: {unused}; "
     analysis = steps.analyze(image, dpi)
     decision = steps.select(analysis, resources, options.strategy)
     strategy, reason = decision.strategy, layer_note + decision.reason
@@ -86,13 +87,15 @@ def process_page(image: Image.Image, index: int, page: int, options: OCROptions,
     return _result(ocr, index, page, options, analysis, strategy, reason, start)
 
 
-def _unused_because(layer: TextLayerPage, options: OCROptions) -> str:
+def _unused_because(layer: TextLayerPage, options: OCROptions) -> str | None:
+    """Why the page is OCR'd although it has a text layer; None when the layer reads the page."""
     if not layer.trusted:
         return layer.reason
     if options.strategy != "auto":
         return f"OCR strategy '{options.strategy}' requested"
-    # Layout and reading order work on upright pages; OCR turns the page upright first.
-    return f"its text runs turned by {layer.orientation} degrees"
+    if layer.orientation:  # layout and reading order work on upright pages; OCR turns the page upright first
+        return f"its text runs turned by {layer.orientation} degrees"
+    return None
 
 
 def read_text_layer_page(image: Image.Image, layer: TextLayerPage, steps: PageSteps) -> PageOCR:
