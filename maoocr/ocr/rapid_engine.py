@@ -65,15 +65,17 @@ class RapidOCREngine(OCREngine):
     """rapidocr (ONNX Runtime) with page-orientation correction, layout analysis and block reading order.
 
     `layout` runs the process's layout and table models on the page (else blocks come from the lines alone);
-    `gutters` cuts lines that the detector ran across a column gutter. `line_classifier` enables rapidocr's per-line 0/180 classifier; it is off by default because page
-    orientation is already corrected and, on noisy scans, the classifier flips upright lines and ruins them.
+    `gutters` cuts lines that the detector ran across a column gutter. `line_classifier` enables rapidocr's
+    per-line 0/180 classifier; it is off by default because page orientation is already corrected and, on noisy
+    scans, the classifier flips upright lines and ruins them.
     Calls are serialised per instance: rapidocr keeps per-call options on the instance.
     """
 
     name = "rapidocr"
 
     def __init__(self, profile: Profile = "fast", *, detect_orientation: bool = True, line_classifier: bool = False,
-                 layout: bool = True, gutters: bool = True, threads: int | None = None, text_score: float = 0.5, model_dir: str | Path | None = None,
+                 layout: bool = True, gutters: bool = True, threads: int | None = None, text_score: float = 0.5,
+                 model_dir: str | Path | None = None,
                  det_model: str | Path | None = None, rec_model: str | Path | None = None,
                  cls_model: str | Path | None = None) -> None:
         if profile not in PROFILES:
