@@ -1,4 +1,4 @@
-"""The seed's library API without a model: `from maoocr import MaoOCR`; `MaoOCR().recognize(path)` runs
+"""The library API without a model: `from maoocr import MaoOCR`; `MaoOCR().recognize(path)` runs
 load_document → analysis → strategy → PP-OCR → assembly in this process (no Redis, no workers).
 
 CER thresholds as in test_ocr.py: 0.02 for clean English pages.
