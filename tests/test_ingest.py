@@ -27,6 +27,7 @@ from maoocr.embedded import free_port
 from maoocr.ingest import IngestConfig, IngestLimits, Refused, exit_code, ingest, open_source, succeeded_paths
 from maoocr.ingest.archive import read_capped, unsafe_name
 from maoocr.ingest.cli import main as cli_main
+from maoocr.ingest.runner import compact
 from maoocr.store.keys import JOB_KEY
 
 MiB = 1024 * 1024
@@ -225,22 +226,32 @@ def test_single_file_and_missing_source(tmp_path):
     assert cli_main([str(tmp_path / "nope"), "--out", str(tmp_path / "o.jsonl"), "--no-progress"]) == 2
 
 
-def test_resume_reader_and_a_half_written_line(tmp_path):
+def test_compaction_keeps_the_last_line_of_each_path(tmp_path):
     out = tmp_path / "out.jsonl"
-    out.write_text(json.dumps({"path": "a.txt", "status": "succeeded", "job_id": "j1"}) + "\n"
-                   + json.dumps({"path": "b.txt", "status": "succeeded"}) + "\n"
-                   + json.dumps({"path": "b.txt", "status": "error"}) + "\n"
-                   + '{"path": "c.txt", "sta')  # the run was killed mid-write
+    a_lost = {"path": "a.txt", "job_id": "j0", "status": "error", "error": {"code": "interrupted", "message": "x"}}
+    a_done = {"path": "a.txt", "job_id": "j1", "status": "succeeded", "result": {"text": "a"}, "attempts": 1}
+    b_done = {"path": "b.txt", "job_id": "j2", "status": "succeeded", "result": {"text": "b"}}
+    b_lost = {"path": "b.txt", "job_id": "j3", "status": "error", "error": {"code": "timeout", "message": "y"}}
+    out.write_text(json.dumps(a_lost) + "\n" + json.dumps(b_done) + "\n"
+                   + '{"path": "c.txt", "sta' + "\n"  # a run killed mid-write; the next run's lines follow
+                   + json.dumps(a_done) + "\n" + "not json\n" + json.dumps(b_lost) + "\n"
+                   + '{"path": "d.txt", "status": "succ')  # and killed mid-write again
+    out.chmod(0o640)
     assert succeeded_paths(out) == {"a.txt"}
+    compact(out)
+    assert out_lines(out) == [a_done, b_lost]  # the last line of each path, where the path first appeared
+    assert out.stat().st_mode & 0o777 == 0o640 and os.listdir(tmp_path) == ["out.jsonl"]
+
+    # A run that has nothing to send (a.txt skipped, a refusal) appends, then compacts: no API is needed.
+    out.write_text(out.read_text() + json.dumps(a_lost) + "\n" + json.dumps(a_done) + "\n" + '{"path": "a.t')
     root = tmp_path / "root"
     root.mkdir()
     (root / "a.txt").write_bytes(b"a")
     os.mkfifo(root / "pipe")
-    # Only a.txt (skipped) and a refusal: nothing is sent, so no API is needed.
     summary = ingest(root, out, IngestConfig(api_url="http://127.0.0.1:9", progress=False))
     assert summary["skipped"] == 1 and summary["refused"] == 1 and exit_code(summary) == 0
-    lines = out.read_text().splitlines()
-    assert lines[3] == '{"path": "c.txt", "sta' and json.loads(lines[4])["path"] == "pipe"
+    assert [(line["path"], line["status"]) for line in out_lines(out)] == [
+        ("a.txt", "succeeded"), ("b.txt", "error"), ("pipe", "refused")]
 
 
 # -- retries against a real (scripted) HTTP server ----------------------------------------------------------------
@@ -427,3 +438,61 @@ def test_killed_ingest_resumes_without_resending(stack, redis_client, tmp_path):
         final[line["path"]] = line
     assert all(final[p]["job_id"] == job for p, job in first_done.items())
     assert final["../evil.png"]["status"] == "refused" and exit_code(summary) == 0
+    assert len(out_lines(out)) == len(final) == 4
+
+
+def test_interrupted_ingest_collects_its_jobs_instead_of_sending_again(stack, redis_client, tmp_path):
+    """Ctrl-C while every job is accepted and some still run; the resumed run waits on those jobs, so the server
+    OCRs each file once, and the output ends with one line per file."""
+    files = [(f"scan-{i + 1}.png", docgen.encode(page.image, "PNG")) for i, page in enumerate(PAGES)]
+    archive = make_zip(tmp_path / "scans.zip", files)
+    out = tmp_path / "out.jsonl"
+    before = _job_keys(redis_client)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "maoocr.ingest.cli", str(archive), "--out", str(out), "--api", stack.base_url,
+           "--concurrency", str(len(files)), "--strategy", "fast", "--no-progress"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 180
+        while len(_job_keys(redis_client) - before) < len(files):  # every file has a job on the server
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.monotonic() < deadline, "the jobs were not created in time"
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 130, proc.stderr.read().decode()
+    finally:
+        proc.kill()
+        proc.wait()
+    first = out_lines(out)
+    assert len(first) == len(files)  # the interrupted run compacted too
+    interrupted = {line["path"]: line["job_id"] for line in first if line["status"] == "error"}
+    assert interrupted, first  # a job takes seconds: the Ctrl-C came while some still ran
+    assert all(line["error"]["code"] == "interrupted" and line["job_id"] for line in first
+               if line["status"] == "error")
+
+    summary = ingest(archive, out, IngestConfig(api_url=stack.base_url, form={"strategy": "fast"}, progress=False))
+    jobs = {key.rsplit(":", 1)[1] for key in _job_keys(redis_client) - before}
+
+    final = out_lines(out)
+    assert sorted(line["path"] for line in final) == sorted(name for name, _ in files)  # one line per file
+    assert all(line["status"] == "succeeded" for line in final), final
+    assert {line["job_id"] for line in final} == jobs and len(jobs) == len(files)  # one OCR job per file
+    assert all(next(line for line in final if line["path"] == path)["job_id"] == job
+               for path, job in interrupted.items())  # the job the interrupted run started, collected
+    assert summary["succeeded"] == len(interrupted) and summary["skipped"] == len(files) - len(interrupted)
+    assert exit_code(summary) == 0
+
+
+def test_a_job_the_server_no_longer_has_is_sent_again(stack, redis_client, tmp_path):
+    doc = tmp_path / "scan.png"
+    doc.write_bytes(docgen.encode(PAGES[0].image, "PNG"))
+    out = tmp_path / "out.jsonl"
+    gone = "0" * 32  # never issued: the server answers 404, as for a job whose record expired
+    out.write_text(json.dumps({"path": "scan.png", "job_id": gone, "status": "error", "attempts": 1,
+                               "error": {"code": "interrupted", "message": "the run was interrupted"}}) + "\n")
+    before = _job_keys(redis_client)
+    summary = ingest(doc, out, IngestConfig(api_url=stack.base_url, form={"strategy": "fast"}, progress=False))
+    (job,) = {key.rsplit(":", 1)[1] for key in _job_keys(redis_client) - before}
+    (line,) = out_lines(out)
+    assert line["status"] == "succeeded" and line["job_id"] == job != gone and line["attempts"] == 1
+    assert summary["succeeded"] == 1 and "page one" in line["result"]["text"]

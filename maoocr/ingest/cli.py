@@ -14,9 +14,10 @@ _DEFAULTS = IngestLimits()
 def build_parser(prog: str = "maoocr ingest") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog, description="Send every file of a zip, a tar (.gz/.bz2/.xz) or a folder to the MaoOCR API and "
-        "append one JSON line per file to --out. Re-running with the same --out skips files that succeeded.")
+        "write one JSON line per file to --out. Re-running with the same --out skips files that succeeded and "
+        "waits on the jobs an interrupted run left instead of sending their files again.")
     parser.add_argument("path", help="zip, tar or folder (recognised by content, not by name)")
-    parser.add_argument("--out", required=True, help="JSONL file to append results to (and resume from)")
+    parser.add_argument("--out", required=True, help="JSONL results, one line per file (and resumed from)")
     parser.add_argument("--api", default=default_api_url(),
                         help="API base URL (default: $MAOOCR_API_URL or http://127.0.0.1:8000)")
     parser.add_argument("--api-key", default=None, help="API key sent as a Bearer token (default: $MAOOCR_API_KEY)")

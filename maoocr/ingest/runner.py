@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
+import stat
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -72,21 +75,59 @@ class IngestRecord(BaseModel):
         return json.dumps(data)
 
 
-def succeeded_paths(out_path: str | os.PathLike[str]) -> set[str]:
-    """Paths whose last line in an earlier output says succeeded; unreadable (e.g. half-written) lines are skipped."""
-    last: dict[str, str] = {}
+def last_records(out_path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
+    """The last line of each path in an earlier output, in the order paths first appear; unreadable lines (e.g.
+    half-written by a killed run) are skipped."""
+    last: dict[str, dict[str, Any]] = {}
     try:
-        with open(out_path, encoding="utf-8", errors="replace") as lines:
+        with open(out_path, "rb") as lines:
             for line in lines:
                 try:
                     row = json.loads(line)
-                except ValueError:
+                except ValueError:  # UnicodeDecodeError included
                     continue
                 if isinstance(row, dict) and isinstance(row.get("path"), str):
-                    last[row["path"]] = str(row.get("status"))
+                    last[row["path"]] = row  # a dict keeps a key where it first went in: first-appearance order
     except FileNotFoundError:
         pass
-    return {path for path, status in last.items() if status == "succeeded"}
+    return last
+
+
+def succeeded_paths(out_path: str | os.PathLike[str]) -> set[str]:
+    """Paths whose last line in an earlier output says succeeded."""
+    return {path for path, row in last_records(out_path).items() if row.get("status") == "succeeded"}
+
+
+def compact(out_path: str | os.PathLike[str]) -> None:
+    """Rewrite the output as the last line of each path, atomically: a reader or a crash sees the old file or
+    the new one, never a mix (the temporary file is in the same folder so that os.replace is a rename)."""
+    rows = last_records(out_path)
+    target = Path(out_path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.writelines(json.dumps(row).encode() + b"\n" for row in rows.values())
+            file.flush()
+            os.fsync(file.fileno())
+        with contextlib.suppress(FileNotFoundError):  # mkstemp makes 0600 files; keep the mode the user had
+            os.chmod(tmp, stat.S_IMODE(os.stat(target).st_mode))
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _reattach(row: dict[str, Any] | None) -> tuple[str, int] | None:
+    """(job id, uploads) of a job accepted by an earlier run whose outcome was never collected (the run was
+    interrupted, timed out or lost the API while polling): waiting on it again costs no second OCR."""
+    if row is None or row.get("status") != "error" or not isinstance(row.get("job_id"), str):
+        return None
+    error = row.get("error")
+    if isinstance(error, dict) and error.get("code") == "job_lost":  # the server no longer has it
+        return None
+    attempts = row.get("attempts")
+    return row["job_id"], attempts if isinstance(attempts, int) else 0
 
 
 class _Output:
@@ -135,11 +176,14 @@ class _Client:
         base = min(self.config.backoff_s * 2 ** (attempt - 1), self.config.backoff_max_s)
         return base * random.uniform(0.5, 1.0)
 
-    def send(self, name: str, data: bytes) -> IngestRecord:
+    def send(self, name: str, data: bytes, accepted: tuple[str, int] | None = None) -> IngestRecord:
+        """OCR one file. `accepted` is (job id, uploads) of its job from an earlier run: that job is waited on,
+        and the file uploaded only if the server no longer has it."""
         started = time.monotonic()
-        record = self._submit(name, data)
-        if isinstance(record, tuple):
-            record = self._await(name, *record, started)
+        record = self._await(name, *accepted, started) if accepted else None
+        if record is None or _code(record) == "job_lost":
+            submitted = self._submit(name, data)
+            record = self._await(name, *submitted, started) if isinstance(submitted, tuple) else submitted
         record.seconds = round(time.monotonic() - started, 3)
         return record
 
@@ -192,8 +236,10 @@ class _Client:
                         return _finished(name, job_id, job, attempts)
                     continue
                 if response.status_code not in TRANSIENT_HTTP:
-                    # 404: the record expired or Redis lost it; sending the file again is the cure.
-                    return _gave_up(name, "job_lost", f"HTTP {response.status_code} polling the job: "
+                    # 404: the record expired or Redis lost it; sending the file again is the cure. Any other
+                    # refusal (a key) says nothing of the job: the line keeps its id for a later run to wait on.
+                    code = "job_lost" if response.status_code == 404 else "poll_refused"
+                    return _gave_up(name, code, f"HTTP {response.status_code} polling the job: "
                                     f"{_error(response)['message']}", attempts, job_id)
                 last = f"HTTP {response.status_code}: {_error(response)['message']}"
             except (requests.RequestException, ValueError) as exc:
@@ -221,6 +267,10 @@ def _error(response: requests.Response) -> dict[str, Any]:
         return {"code": f"http_{response.status_code}", "message": response.text[:500] or response.reason}
 
 
+def _code(record: IngestRecord) -> str | None:
+    return record.error.get("code") if record.error else None
+
+
 def _gave_up(name: str, code: str, message: str, attempts: int, job_id: str | None = None) -> IngestRecord:
     return IngestRecord(path=name, job_id=job_id, status="error", error={"code": code, "message": message},
                         attempts=attempts)
@@ -240,13 +290,20 @@ def _refused(entry: Entry, reason: str) -> IngestRecord:
 
 def ingest(source: str | os.PathLike[str], out: str | os.PathLike[str], config: IngestConfig | None = None,
            limits: IngestLimits | None = None) -> dict[str, int]:
-    """Ingest every entry of `source`, appending one line per file to `out`; returns counts per status.
+    """Ingest every entry of `source` into `out`, one JSON line per file; returns counts per status.
 
-    Files whose last line in `out` says succeeded are skipped (counted as "skipped"); an interrupted run
-    (Ctrl-C) writes what finished, marks what was in flight as errors and sets "interrupted" to 1.
+    During the run each finished file is appended as one flushed line, so a crash loses nothing written. When the
+    run ends, normally or by Ctrl-C, `out` is rewritten atomically to the last line of each path, in the order
+    paths first appeared, dropping unreadable (half-written) lines; a run killed outright leaves duplicate lines
+    that the next run compacts.
+
+    Resuming from `out`: files whose last line says succeeded are skipped (counted as "skipped"); a file whose
+    last line is an error with a job id (interrupted, timed out, or the API lost while polling) has its job
+    waited on again, and is uploaded again only if the server no longer has that job. An interrupted run (Ctrl-C)
+    writes what finished, marks what was in flight as errors with their job ids and sets "interrupted" to 1.
     """
     config = config or IngestConfig()
-    done = succeeded_paths(out)
+    previous = last_records(out)
     counts: Counter[str] = Counter({status: 0 for status in (*STATUSES, "skipped")})
     stop = threading.Event()
     client = _Client(config, stop)
@@ -278,7 +335,8 @@ def ingest(source: str | os.PathLike[str], out: str | os.PathLike[str], config: 
         try:
             sent = 0
             for entry in src.entries():
-                if entry.name in done:
+                earlier = previous.get(entry.name)
+                if earlier is not None and earlier.get("status") == "succeeded":
                     counts["skipped"] += 1
                     bar.update(1)
                     continue
@@ -295,7 +353,7 @@ def ingest(source: str | os.PathLike[str], out: str | os.PathLike[str], config: 
                 except Refused as exc:
                     finish(_refused(entry, exc.reason))
                     continue
-                pending[pool.submit(client.send, entry.name, data)] = entry.name
+                pending[pool.submit(client.send, entry.name, data, _reattach(earlier))] = entry.name
                 sent += 1
             while pending:
                 drain(block=True)
@@ -310,13 +368,14 @@ def ingest(source: str | os.PathLike[str], out: str | os.PathLike[str], config: 
         finally:
             pool.shutdown(wait=True)
             output.close()
+    compact(out)
 
     summary = dict(counts)
     elapsed = time.monotonic() - started
     files = sum(summary[s] for s in STATUSES)
     parts = ", ".join(f"{summary[s]} {s}" for s in (*STATUSES, "skipped") if summary[s])
     print(f"ingest: {files} files in {elapsed:.1f} s ({parts or 'nothing to do'})"
-          f"{' — interrupted' if summary.get('interrupted') else ''}; lines appended to {Path(out)}",
+          f"{' — interrupted' if summary.get('interrupted') else ''}; one line per file in {Path(out)}",
           file=sys.stderr)
     return summary
 
