@@ -1,5 +1,5 @@
-# The two commands of the README: `make up` runs MaoOCR here, `make test` runs the tests; `make bench` runs the
-# development benchmarks (ARGS="--only p1,p2" picks some).
+# The two commands of the README: `make up` runs MaoOCR here (`make up PORT=8001`: another port), `make test`
+# runs the tests; `make bench` runs the development benchmarks (ARGS="--only p1,p2" picks some).
 # Both install into .venv/ first when pyproject.toml or the setup script changed.
 .PHONY: up test bench
 
@@ -8,7 +8,7 @@
 	touch $@
 
 up: .venv/.installed
-	.venv/bin/maoocr up
+	.venv/bin/maoocr up $(if $(PORT),--port $(PORT))
 
 test: .venv/.installed
 	.venv/bin/python -m pytest -q

@@ -102,9 +102,14 @@ def _paths() -> dict[str, dict[str, dict]]:
     return {
         "/healthz": {"get": {"summary": "Liveness: the process answers", "tags": ["health"],
                              "responses": {"200": _json(_out(Health), "Alive")}}},
-        "/readyz": {"get": {"summary": "Readiness: Redis up and at least one worker alive", "tags": ["health"],
-                            "responses": {"200": _json(_out(Readiness), "Ready"),
-                                          "503": _json(_out(Readiness), "Redis down or no worker alive")}}},
+        "/readyz": {"get": {
+            "summary": "Readiness: Redis up, the default model's LLM worker and an OCR worker alive",
+            "tags": ["health"],
+            "parameters": [{"name": "model", "in": "query", "required": False, "schema": {"type": "string"},
+                            "description": "ask for this model's LLM worker alone"}],
+            "responses": {"200": _json(_out(Readiness), "Ready"),
+                          "503": _json(_out(Readiness), "Redis down or a needed worker missing (see `missing`)"),
+                          "404": _error("Unknown model (model_not_found)")}}},
         "/api/generate": {"post": {
             "summary": "Queue a generation job; with `wait: true` answer with its text", "tags": ["generation"],
             "requestBody": {"required": True, "content": {"application/json": {"schema": _in(GenerateRequest)}}},

@@ -22,7 +22,8 @@ from pathlib import Path
 import requests
 
 from devtools import docgen
-from devtools.processes import BENCH_LOG_LEVEL, service_env, start_module, start_redis, wait_http, write_config
+from devtools.processes import (BENCH_LOG_LEVEL, service_env, start_module, start_redis, wait_http, wait_until,
+                                write_config)
 from maoocr.embedded import free_port
 
 
@@ -137,7 +138,10 @@ def run(options: P4Options) -> list[dict]:
         procs.append(start_module("ocr-worker", "workers.main", ["--ocr"], env, work / "logs"))
         procs.append(start_module("api", "api.server", ["--host", "127.0.0.1", "--port", str(port)], env,
                                   work / "logs"))
-        wait_http(base_url + "/readyz", procs)
+        wait_http(base_url + "/healthz", procs)
+        # No LLM worker here, so /readyz stays 503: wait for the OCR worker's heartbeat itself.
+        wait_until(lambda: any(w["kind"] == "ocr" for w in requests.get(base_url + "/readyz", timeout=5)
+                               .json()["workers"]), procs)
         through_system(base_url, warmup)
         direct = DirectPool(config, documents, warmup, processes, threads)
         # Alternating rounds: the machine is shared and its load drifts; each path gets the same moments.

@@ -95,7 +95,7 @@ class Services:
         for kind in kinds:
             self.workers[kind] = self._start(f"{kind}-worker-{self.generation}", [
                 "-m", "workers.main", *args[kind], "--name", f"{kind}-{self.generation}"])
-        wait_http(self.base_url + "/readyz", [self.api, *self.workers.values()])
+        wait_http(self.base_url + "/healthz", [self.api, *self.workers.values()])
         wanted = {f"{kind}-{self.generation}" for kind in kinds}
         wait_until(lambda: wanted <= {w["name"] for w in requests.get(self.base_url + "/readyz",
                                                                        timeout=5).json()["workers"]},

@@ -166,7 +166,7 @@ def start_stack(workdir: Path, redis_url: str, model_path: str, worker_args: lis
         if ocr_worker:
             stack.procs.append(start_module("ocr-worker", "workers.main", ["--ocr"], env, stack.logdir))
         stack.procs.append(start_api(port, env, stack.logdir, api_workers, api_threads))
-        wait_http(stack.base_url + "/readyz", stack.procs)
+        wait_http(stack.base_url + "/healthz", stack.procs)
         expected = 1 + len(extra_models or {}) + (1 if ocr_worker else 0)
         wait_until(lambda: len(requests.get(stack.base_url + "/readyz", timeout=5).json()["workers"]) >= expected,
                    stack.procs)

@@ -7,6 +7,8 @@ import os
 import sys
 
 from maoocr import client_cli
+from maoocr.errors import ConfigError
+from maoocr.up_record import use_running_up
 
 # command → (module run with `python -m`, help)
 _DELEGATED = {
@@ -21,6 +23,20 @@ BENCH_MOVED = ("maoocr bench: the benchmarks are a development tool, not install
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _run(argv)
+    except ConfigError as exc:
+        print(f"maoocr: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(argv: list[str]) -> int:
+    if argv and argv[0] not in ("up", "apikey", "-h", "--help"):
+        # Beside a running `maoocr up`, every other command talks to its Redis and API unless told otherwise.
+        running = use_running_up()
+        if running is not None and argv[0] in _DELEGATED:
+            print(f"maoocr {argv[0]}: using the Redis of `maoocr up` (pid {running.pid}): "
+                  f"{os.environ['MAOOCR_REDIS_URL']}", file=sys.stderr)
     if argv and argv[0] in _DELEGATED:
         module = _DELEGATED[argv[0]][0]
         # exec, not a child: signals (Ctrl-C, SIGTERM from a supervisor) reach the real process.

@@ -20,6 +20,8 @@ from maoocr.errors import ConfigError
 
 ENV_PREFIX = "MAOOCR_"
 DEFAULT_CONFIG = Path("configs/maoocr.yaml")
+# A source checkout's own configs/: commands run from another folder (maoocr on PATH) still find the defaults.
+SOURCE_CONFIG = Path(__file__).resolve().parents[1] / DEFAULT_CONFIG
 
 
 class _Strict(BaseModel):
@@ -238,6 +240,8 @@ def load_settings(path: str | os.PathLike[str] | None = None, env: dict[str, str
     """Read maoocr.yaml (and the models file it names), apply environment overrides, validate."""
     env = dict(os.environ if env is None else env)
     config_path = Path(path or env.get(ENV_PREFIX + "CONFIG") or DEFAULT_CONFIG)
+    if config_path == DEFAULT_CONFIG and not config_path.exists() and SOURCE_CONFIG.exists():
+        config_path = SOURCE_CONFIG
     raw = _read_yaml(config_path) if config_path.exists() else {}
     overridden = _apply_env(raw, env, skip={"CONFIG"})
     env_keys = env.get(ENV_PREFIX + "API_KEYS")

@@ -34,6 +34,10 @@ def test_health_and_readiness(stack):
     ready = requests.get(stack.base_url + "/readyz").json()
     assert ready["status"] == "ready" and ready["redis"] == "up"
     assert sorted((w["kind"], str(w["model"])) for w in ready["workers"]) == [("llm", "tiny"), ("ocr", "None")]
+    assert ready["missing"] == []
+    assert requests.get(stack.base_url + "/readyz?model=tiny").status_code == 200
+    unknown = requests.get(stack.base_url + "/readyz?model=nope")
+    assert unknown.status_code == 404 and "nope" in unknown.json()["error"]["message"]
 
 
 def test_openai_client_chat_completion(stack):

@@ -138,7 +138,10 @@ def test_accepted_jobs_survive_a_redis_outage(outage, outage_stack):
     assert text == records[accepted[0]]["result"]["choices"][0]["text"]
 
     # The worker took up the queue again by itself; it serves new work and its heartbeat is back.
-    assert requests.get(stack.base_url + "/readyz", timeout=30).status_code == 200
+    # This stack has no OCR worker: readiness of its model's LLM worker alone.
+    assert requests.get(stack.base_url + "/readyz?model=tiny", timeout=30).status_code == 200
+    both = requests.get(stack.base_url + "/readyz", timeout=30)  # OCR jobs would wait: not ready for both kinds
+    assert both.status_code == 503 and both.json()["missing"] == ["an OCR worker"], both.text
     waited = requests.post(stack.base_url + "/api/generate", timeout=120,
                            json={"prompt": "after", "max_tokens": 4, "ignore_eos": True, "wait": True})
     assert waited.status_code == 200 and waited.json()["usage"]["completion_tokens"] == 4

@@ -1,4 +1,5 @@
-"""`maoocr up`, the embedded default: private Redis, a worker and the API from one command; Ctrl-C stops all."""
+"""`maoocr up`, the embedded default: private Redis, the workers and the API from one command; the other commands
+find it; Ctrl-C or SIGTERM stops it in order."""
 
 from __future__ import annotations
 
@@ -19,57 +20,142 @@ from devtools.processes import ROOT
 from maoocr.config import load_settings
 from maoocr.embedded import free_port, models_to_serve
 from maoocr.store.keys import WORKER_KEY
+from maoocr.up_record import UpRecord, pid_alive, read_record
 
 
-def test_up_runs_everything_and_ctrl_c_stops_it(tmp_path, tiny_model):
-    port = free_port()
+def up_env(tmp_path, data_dir) -> dict[str, str]:
+    """No MAOOCR_* from the test session: `up` starts its own Redis and the demo model is built into data_dir."""
     models = tmp_path / "models.yaml"
-    models.write_text(f"models:\n  demo:\n    model_path: null\n    max_model_len: 512\n")
+    models.write_text("models:\n  demo:\n    model_path: null\n    max_model_len: 512\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAOOCR_")}
-    # No MAOOCR_REDIS_URL: up must start its own Redis. The demo model is built into data_dir.
-    env.update(MAOOCR_MODELS_FILE=str(models), MAOOCR_DATA_DIR=str(tmp_path / "data"), TMPDIR=str(tmp_path),
+    env.update(MAOOCR_MODELS_FILE=str(models), MAOOCR_DATA_DIR=str(data_dir), TMPDIR=str(tmp_path),
                PYTHONUNBUFFERED="1")
-    log = (tmp_path / "up.log").open("w+")
+    return env
+
+
+def start_up(env, port: int, log_path) -> subprocess.Popen:
     proc = subprocess.Popen([sys.executable, "-m", "maoocr.cli", "up", "--port", str(port)], cwd=ROOT, env=env,
-                            stdout=log, stderr=subprocess.STDOUT)
+                            stdout=log_path.open("w"), stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 300
+    while "MaoOCR is up" not in log_path.read_text():
+        assert proc.poll() is None, log_path.read_text()
+        assert time.monotonic() < deadline, log_path.read_text()
+        time.sleep(0.25)
+    return proc
+
+
+def maoocr(env, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "maoocr.cli", *args], cwd=ROOT, env=env, capture_output=True, check=False,
+                          text=True, timeout=timeout)
+
+
+def after_stop(log_path) -> str:
+    return log_path.read_text().split("stopping MaoOCR", 1)[1]
+
+
+def test_up_runs_everything_every_command_finds_it_and_ctrl_c_stops_it(tmp_path, tiny_model):
+    port = free_port()
+    data_dir = tmp_path / "data"
+    env = up_env(tmp_path, data_dir)
+    log_path = tmp_path / "up.log"
+    proc = start_up(env, port, log_path)
     try:
-        deadline = time.monotonic() + 300
-        while "MaoOCR is up" not in (tmp_path / "up.log").read_text():
-            assert proc.poll() is None, (tmp_path / "up.log").read_text()
-            assert time.monotonic() < deadline, (tmp_path / "up.log").read_text()
-            time.sleep(0.5)
-        out = (tmp_path / "up.log").read_text()
+        # The banner and readiness agree: both kinds of worker are up when it says so.
+        assert requests.get(f"http://127.0.0.1:{port}/readyz", timeout=10).status_code == 200
+        out = log_path.read_text()
         assert "RANDOM demo model" in out and "meaningless" in out
         redis_url = re.search(r"private server at (\S+)", out).group(1)
+        assert read_record(data_dir) == UpRecord(pid=proc.pid, redis_url=redis_url,
+                                                 api_url=f"http://127.0.0.1:{port}")
         reply = requests.post(f"http://127.0.0.1:{port}/api/generate", timeout=120,
                               json={"prompt": "hi", "max_tokens": 8, "wait": True, "ignore_eos": True})
         assert reply.status_code == 200 and reply.json()["usage"]["completion_tokens"] == 8
+
+        # Neither --api nor MAOOCR_API_URL / MAOOCR_REDIS_URL: the commands find `up` through its data dir.
         page = tmp_path / "page.png"
         docgen.numbered_pages(1)[0].image.save(page)
-        ocr = subprocess.run([sys.executable, "-m", "maoocr.cli", "submit", str(page), "--wait", "--api",
-                              f"http://127.0.0.1:{port}"], capture_output=True, text=True, timeout=240, env=env)
+        ocr = maoocr(env, "submit", str(page), "--wait", timeout=240)
         assert ocr.returncode == 0 and "page one" in ocr.stdout, ocr.stderr
+        job_id = maoocr(env, "submit", str(page)).stdout.strip()
+        status = maoocr(env, "status", job_id)
+        assert status.returncode == 0 and json.loads(status.stdout)["id"] == job_id, status.stderr
+        ping = subprocess.run([sys.executable, "-m", "celery", "-A", "workers.celery_app", "inspect", "ping"],
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False)
+        assert ping.returncode == 0 and "2 nodes online" in ping.stdout, ping.stdout + ping.stderr
+        assert_flower_finds_the_workers(env, tmp_path)
+
+        # A second `up` here, or one on the taken port, says why in one line and starts nothing.
+        again = maoocr(env, "up", "--port", str(free_port()))
+        assert again.returncode == 2 and f"already running (pid {proc.pid}" in again.stderr, again.stderr
+        taken = maoocr(up_env(tmp_path, tmp_path / "other"), "up", "--port", str(port))
+        assert taken.returncode == 2 and taken.stderr.count("\n") == 1 and f"port {port}" in taken.stderr
+        assert not (tmp_path / "other" / "redis").exists()
+
         workers = [json.loads(v) for v in map(redis.Redis.from_url(redis_url).get,
                                               redis.Redis.from_url(redis_url).keys(WORKER_KEY.format("*")))]
         assert sorted(w["kind"] for w in workers) == ["llm", "ocr"]
-        worker_pid = next(w["pid"] for w in workers if w.get("kind") != "ocr")
-
         proc.send_signal(signal.SIGINT)  # what Ctrl-C does
-        assert proc.wait(60) == 0
+        assert proc.wait(120) == 0
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert not _alive(worker_pid)
+    assert_stopped_in_order(log_path, [w["pid"] for w in workers], redis_url, port)
+    assert read_record(data_dir) is None
+    # At the configured WARNING level: no access lines, no Celery banner, no warning about running as root.
+    log = log_path.read_text()
+    assert 'HTTP/1.1"' not in log and "[queues]" not in log and "superuser privileges" not in log, log
+
+
+def test_sigterm_stops_an_idle_up_in_order(tmp_path, tiny_model):
+    port = free_port()
+    log_path = tmp_path / "up.log"
+    proc = start_up(up_env(tmp_path, tmp_path / "data"), port, log_path)
+    redis_url = re.search(r"private server at (\S+)", log_path.read_text()).group(1)
+    client = redis.Redis.from_url(redis_url)
+    worker_pids = [json.loads(client.get(key))["pid"] for key in client.keys(WORKER_KEY.format("*"))]
     try:
+        proc.send_signal(signal.SIGTERM)  # what a supervisor or `docker stop` sends
+        assert proc.wait(120) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert_stopped_in_order(log_path, worker_pids, redis_url, port)
+
+
+def assert_stopped_in_order(log_path, worker_pids: list[int], redis_url: str, port: int) -> None:
+    """Everything is gone, nothing was killed, and the workers never lost Redis on the way out (Redis went last)."""
+    stopping = after_stop(log_path)
+    assert "killing" not in stopping and "Connection refused" not in stopping, stopping
+    assert "Error 111" not in stopping and "reconnecting" not in stopping, stopping
+    assert worker_pids and not any(pid_alive(pid) for pid in worker_pids)
+    with pytest.raises(redis.ConnectionError):
         redis.Redis.from_url(redis_url, socket_connect_timeout=1).ping()
-        raise AssertionError("the private Redis is still running")
-    except redis.ConnectionError:
-        pass
-    try:
+    with pytest.raises(requests.ConnectionError):
         requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
-        raise AssertionError("the API is still running")
-    except requests.ConnectionError:
-        pass
+
+
+def assert_flower_finds_the_workers(env, tmp_path) -> None:
+    port = free_port()
+    flower = subprocess.Popen([sys.executable, "-m", "maoocr.cli", "flower", "--port", str(port),
+                               "--basic-auth", "ops:pw"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                              stderr=(tmp_path / "flower.log").open("w"))
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert flower.poll() is None, (tmp_path / "flower.log").read_text()
+            assert time.monotonic() < deadline, (tmp_path / "flower.log").read_text()
+            try:
+                seen = requests.get(f"http://127.0.0.1:{port}/api/workers?refresh=1", auth=("ops", "pw"),
+                                    timeout=30).json()
+                if len(seen) == 2:
+                    break
+            except (requests.RequestException, ValueError):
+                pass
+            time.sleep(1)
+    finally:
+        flower.terminate()
+        flower.wait(30)
+    assert "using the Redis of `maoocr up`" in (tmp_path / "flower.log").read_text()
 
 
 MODELS = """models:
@@ -106,12 +192,3 @@ def test_up_serves_a_default_model_that_is_also_the_vlm_once(tmp_path):
     assert models_to_serve(load_settings(tmp_path / "maoocr.yaml", env={})) == {
         "vl": ["default_model", "ocr.vlm_model", "ocr.analyzer_model"]}
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie is gone for our purposes.
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().rsplit(")", 1)[1].split()[0] != "Z"

@@ -1,7 +1,12 @@
-"""The Celery app, configured from maoocr settings: JSON only, late acks, prefetch sized by the caller."""
+"""The Celery app, configured from maoocr settings: JSON only, late acks, prefetch sized by the caller.
+
+Celery's own commands find an app here too: `celery -A workers.celery_app inspect ping` (or `status`, `purge`,
+…) builds one from the configuration, on the Redis of a running `maoocr up` unless MAOOCR_REDIS_URL names one.
+"""
 
 from __future__ import annotations
 
+import functools
 import ssl
 from urllib.parse import urlsplit
 
@@ -77,3 +82,20 @@ def _outage_settings(transport_options: dict) -> dict:
         "result_backend_max_sleep_between_retries_ms": 2000,
         "worker_cancel_long_running_tasks_on_connection_loss": False,
     }
+
+
+def __getattr__(name: str) -> Celery:
+    # `celery -A workers.celery_app` looks for `app`, then `celery`; built on first use, so importing this
+    # module (as every worker does) loads no settings.
+    if name in ("app", "celery"):
+        return _command_line_app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+@functools.cache
+def _command_line_app() -> Celery:
+    from maoocr.config import load_settings
+    from maoocr.up_record import use_running_up
+
+    use_running_up()
+    return create_celery_app(load_settings())

@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
                       engine_factory=lambda: create_engine(settings, model, plan))
     host.start()
     metrics_port = start_metrics(settings, args, [EngineLoadCollector(model, host.runner.load)])
-    heartbeat.start()
+    beat_when_consuming(heartbeat)
     log.warning("worker %s: engine ready", name)
 
     app = create_celery_app(settings, prefetch_multiplier=1, batched_intake=settings.worker.batched_intake)
@@ -95,13 +95,59 @@ def main(argv: list[str] | None = None) -> int:
     freeze_heap_when_ready(log)
     try:
         # Threads, not prefork: the engine must stay in this process, shared by every job.
-        app.worker_main(["worker", "--pool=threads", f"--concurrency={concurrency}", f"--queues={queue}",
-                         f"--hostname={name}@%h", f"--loglevel={args.loglevel or settings.log_level}",
-                         "--without-mingle", "--without-gossip"])
+        app.worker_main(celery_argv(args.loglevel or settings.log_level, "--pool=threads",
+                                    f"--concurrency={concurrency}", f"--queues={queue}", f"--hostname={name}@%h",
+                                    "--without-mingle", "--without-gossip"))
     finally:
         heartbeat.stop()
         host.stop()
     return 0
+
+
+def beat_when_consuming(heartbeat) -> None:
+    """The heartbeat, which makes the worker count in `/readyz`, starts once Celery consumes its queue: a job
+    sent as soon as the API says ready is taken at once. Celery's SIGTERM handler is swapped then too."""
+    from celery.signals import worker_ready
+
+    def on_ready(sender, **_: object) -> None:
+        quiet_warm_shutdown(sender.controller)
+        heartbeat.start()
+
+    worker_ready.connect(on_ready, weak=False)
+
+
+def quiet_warm_shutdown(worker) -> None:
+    """SIGTERM keeps Celery's warm shutdown (running jobs finish or go back) without the line Celery writes to
+    stdout for it: whoever sends the signal says the stack is stopping. `verbose` is Celery's own switch for it."""
+    from celery.apps.worker import _shutdown_handler
+
+    _shutdown_handler(worker, sig="SIGTERM", how="Warm", verbose=False)
+
+
+def exit_now(code: int) -> None:
+    """Ends the process once its own shutdown is done (jobs handed back, engine stopped, heartbeat removed): the
+    interpreter's teardown of torch and vLLM adds seconds and, with Triton's bindings loaded, a screen of leak
+    reports."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def celery_argv(level: str, *worker_options: str) -> list[str]:
+    """`celery worker` arguments with Celery's own output at our log level: its banner only at INFO or below.
+
+    Its warning about running as root is not repeated by every worker: it is about pickled messages run with
+    root's rights, and these workers accept JSON only (workers/celery_app.py)."""
+    import warnings
+
+    from celery.exceptions import SecurityWarning
+
+    warnings.filterwarnings("ignore", message="You're running the worker with superuser privileges",
+                            category=SecurityWarning)
+    number = logging.getLevelName(level.upper())
+    quiet = isinstance(number, int) and number > logging.INFO
+    return [*(["--quiet"] if quiet else []), "worker", f"--loglevel={level}", *worker_options]
 
 
 def freeze_heap_when_ready(log: logging.Logger) -> None:
@@ -163,12 +209,12 @@ def run_ocr_worker(settings, args: argparse.Namespace) -> int:
                           lambda: {"model": None, "kind": "ocr", "queue": queue, "concurrency": concurrency,
                                    "metrics_port": metrics_port})
     ocr_jobs.worker = heartbeat.identity  # before the pool forks: pages and splits are claimed under it
-    heartbeat.start()
+    beat_when_consuming(heartbeat)
     after_shutdown_grace(settings.worker.shutdown_grace_s, stop_cold)
     try:
-        app.worker_main(["worker", "--pool=prefork", f"--concurrency={concurrency}", f"--queues={queue}",
-                         f"--hostname={name}@%h", f"--loglevel={args.loglevel or settings.log_level}",
-                         "--without-mingle", "--without-gossip"])
+        app.worker_main(celery_argv(args.loglevel or settings.log_level, "--pool=prefork",
+                                    f"--concurrency={concurrency}", f"--queues={queue}", f"--hostname={name}@%h",
+                                    "--without-mingle", "--without-gossip"))
     finally:
         heartbeat.stop()
     return 0
@@ -189,4 +235,4 @@ def start_metrics(settings, args: argparse.Namespace, collectors: list, multipro
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())

@@ -24,6 +24,7 @@ class WorkerSummary(BaseModel):
 class Readiness(BaseModel):
     status: Literal["ready", "unavailable"]
     redis: str = Field(description="'up', or 'down: <reason>'")
+    missing: list[str] = Field(default_factory=list, description="the workers readiness waits for, when not ready")
     workers: list[WorkerSummary]
 
 

@@ -41,6 +41,7 @@ class JobDoneListener:
                 self._waiters.pop(job_id, None)
 
     def _run(self) -> None:
+        outage = False  # said once per outage, not once a second while Redis is away
         while True:
             pubsub = self.redis.pubsub()
             try:
@@ -51,6 +52,9 @@ class JobDoneListener:
                         continue
                     if message["type"] == "psubscribe":
                         self._ready.set()
+                        if outage:
+                            log.info("job-done listener: Redis is back")
+                            outage = False
                         continue
                     job_id = message["channel"].split(":")[2]
                     with self._lock:
@@ -59,7 +63,9 @@ class JobDoneListener:
                         event.set()
             except redis.RedisError as exc:
                 # Waiters re-read job records on their own every few seconds, so nothing is missed meanwhile.
-                log.warning("job-done listener: %s; reconnecting", exc)
+                if not outage:
+                    log.warning("job-done listener: %s; reconnecting every second", exc)
+                    outage = True
                 threading.Event().wait(1)
             finally:
                 pubsub.close()
