@@ -188,8 +188,17 @@ def test_job_done_listener_resubscribes(tmp_path):
             assert time.monotonic() < deadline, "the job-done listener never re-subscribed"
             client.publish(DONE_CHANNEL.format("j1"), "succeeded")
             event.wait(0.2)
+        listener.unregister("j1", event)
     finally:
         proc.stop()
+    # No one waits any more: the listener stops trying the Redis that is gone, without a word.
+    deadline = time.monotonic() + 30
+    while listener._thread is not None:
+        assert time.monotonic() < deadline, "the job-done listener kept reconnecting with no one waiting"
+        time.sleep(0.2)
+    again = listener.register("j2")  # and starts again for the next waiter
+    assert listener._thread is not None and not again.is_set()
+    listener.unregister("j2", again)
 
 
 def test_stream_writer_keeps_chunks_through_an_outage(tmp_path):

@@ -17,19 +17,29 @@ log = logging.getLogger(__name__)
 
 
 class JobDoneListener:
+    """Subscribed while anyone waits: when Redis goes away with no waiter left, the thread ends quietly (a process
+    done with waiting, or one whose Redis was stopped on purpose), and the next `register` starts it again."""
+
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
         self._waiters: dict[str, list[threading.Event]] = {}
         self._lock = threading.Lock()
         self._ready = threading.Event()
+        self._thread: threading.Thread | None = None
+        with self._lock:
+            self._start()
+        self._ready.wait(10)
+
+    def _start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="maoocr-job-done", daemon=True)
         self._thread.start()
-        self._ready.wait(10)
 
     def register(self, job_id: str) -> threading.Event:
         event = threading.Event()
         with self._lock:
             self._waiters.setdefault(job_id, []).append(event)
+            if self._thread is None:
+                self._start()  # a finish missed while it subscribes is caught by the waiter's own re-reads
         return event
 
     def unregister(self, job_id: str, event: threading.Event) -> None:
@@ -62,6 +72,10 @@ class JobDoneListener:
                     for event in events:
                         event.set()
             except redis.RedisError as exc:
+                with self._lock:
+                    if not self._waiters:
+                        self._thread = None
+                        return
                 # Waiters re-read job records on their own every few seconds, so nothing is missed meanwhile.
                 if not outage:
                     log.warning("job-done listener: %s; reconnecting every second", exc)
