@@ -1,6 +1,7 @@
 """Liveness (`/healthz`: the process answers) and readiness (`/readyz`: Redis up and the workers a request needs).
 
-`/readyz` is 200 when the default model's LLM worker and an OCR worker are alive, so a load balancer or
+`/readyz` is 200 when the default model's LLM worker and an OCR worker are alive (and a model-steps worker
+when OCR pages call models), so a load balancer or
 `maoocr up` sends no traffic before both kinds of job can run. `/readyz?model=NAME` asks for that model's LLM
 worker alone (a model the OCR pipeline calls, or an LLM-only deployment).
 """
@@ -40,6 +41,8 @@ def readyz():
     missing = [] if settings.queues.llm_queue(wanted) in queues else [f"an LLM worker for model {wanted!r}"]
     if model is None and settings.queues.ocr not in queues:
         missing.append("an OCR worker")
+    if model is None and settings.ocr_calls_models and settings.queues.ocr_models not in queues:
+        missing.append("a model-steps worker (maoocr worker --ocr-models)")
     body = Readiness(status="unavailable" if missing else "ready", redis="up", missing=missing,
                      workers=[WorkerSummary.model_validate(w) for w in workers])
     return body.model_dump(), 503 if missing else 200

@@ -163,11 +163,15 @@ def start_stack(workdir: Path, redis_url: str, model_path: str, worker_args: lis
         for name in extra_models or {}:
             stack.procs.append(start_module(f"worker-{name}", "workers.main", ["--cpu", "--model", name], env,
                                             stack.logdir))
+        model_steps = ocr_worker and load_settings(config, env).ocr_calls_models
         if ocr_worker:
             stack.procs.append(start_module("ocr-worker", "workers.main", ["--ocr"], env, stack.logdir))
+        if model_steps:
+            stack.procs.append(start_module("ocr-models-worker", "workers.main", ["--ocr-models"], env,
+                                            stack.logdir))
         stack.procs.append(start_api(port, env, stack.logdir, api_workers, api_threads))
         wait_http(stack.base_url + "/healthz", stack.procs)
-        expected = 1 + len(extra_models or {}) + (1 if ocr_worker else 0)
+        expected = 1 + len(extra_models or {}) + (1 if ocr_worker else 0) + (1 if model_steps else 0)
         wait_until(lambda: len(requests.get(stack.base_url + "/readyz", timeout=5).json()["workers"]) >= expected,
                    stack.procs)
     except BaseException:

@@ -101,6 +101,9 @@ class ModelsFile(_Strict):
 class QueueSettings(_Strict):
     llm_prefix: str = "maoocr.llm"
     ocr: str = "maoocr.ocr"
+    ocr_models: str = Field("maoocr.ocr.models", description=(
+        "Page steps that wait on a model (VLM OCR, VLM analysis, LLM selection), served by `maoocr worker "
+        "--ocr-models`: a thread each, so a page waiting on a model holds no OCR process."))
 
     def llm_queue(self, model: str) -> str:
         return f"{self.llm_prefix}.{model}"
@@ -145,6 +148,11 @@ class OCRSettings(_Strict):
     vlm_max_tokens: int = Field(2048, ge=16, description="longest VLM transcription of one page")
     vlm_max_side: int = Field(1536, ge=64, description="page image long side sent to a VLM, in pixels")
     vlm_timeout_s: float = Field(300, gt=0, description="VLM transcription of one page; then PP-OCR takes it")
+    vlm_ignore_eos: bool = Field(False, description="benchmarks only: every VLM answer runs to vlm_max_tokens and "
+                                                    "is taken as the page text")
+    model_steps_concurrency: int = Field(256, ge=1, description=(
+        "pages one `maoocr worker --ocr-models` keeps waiting on models at once (threads; size it to the "
+        "VLM workers' max_num_seqs)"))
     vlm_min_free_mb: int = Field(4096, ge=0, description="auto sends complex pages to 'vlm' only if a GPU has this "
                                                          "many MiB free")
     vlm_max_queue: int = Field(64, ge=1, description="auto sends complex pages to 'vlm' only while the VLM's queue "
@@ -235,6 +243,12 @@ class Settings(_Strict):
         assert self.models is not None
         return self.models.api.default_model or next(iter(self.models.models))
 
+    @property
+    def ocr_calls_models(self) -> bool:
+        """Whether OCR pages send jobs to models (a VLM reads or rates pages, an LLM selects): then a model-steps
+        worker (`maoocr worker --ocr-models`) serves those steps beside the OCR worker."""
+        return any(name for _, name, _ in self.ocr.model_references(self.default_model))
+
 
 def load_settings(path: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None) -> Settings:
     """Read maoocr.yaml (and the models file it names), apply environment overrides, validate."""
@@ -258,6 +272,12 @@ def load_settings(path: str | os.PathLike[str] | None = None, env: dict[str, str
     problems = settings.ocr.model_problems(settings.models, settings.default_model)
     if problems:  # a page must not discover a misnamed model: say so at start-up
         raise ConfigError(f"{config_path}: ocr.{problems[0][0]}: {problems[0][1]}")
+    waits = settings.ocr.vlm_timeout_s + 2 * settings.ocr.assist_timeout_s
+    if settings.ocr_calls_models and settings.worker.redelivery_timeout_s <= waits:
+        # A page's model steps stay unacknowledged while it waits; redelivered sooner, it would run twice.
+        raise ConfigError(f"{config_path}: worker.redelivery_timeout_s ({settings.worker.redelivery_timeout_s}) "
+                          f"must exceed the longest wait of a page on models ({waits:g} s: ocr.vlm_timeout_s + "
+                          f"2 x ocr.assist_timeout_s)")
     return settings
 
 

@@ -197,8 +197,11 @@ def run_up(host: str, port: int, force_cpu: bool = False) -> int:
 
         default_model, *other_models = models
         workers += [start("workers.main", "--model", default_model, *gpu_args), start("workers.main", "--ocr")]
+        if settings.ocr_calls_models:  # pages wait on those models in its threads, not in OCR processes
+            workers.append(start("workers.main", "--ocr-models"))
         api = start("api.server", "--host", host, "--port", str(port))
-        print(f"Starting an LLM worker ({' '.join(gpu_args)}), an OCR worker and the API on {base_url} …")
+        print(f"Starting an LLM worker ({' '.join(gpu_args)}), an OCR worker"
+              f"{', a model-steps worker' if settings.ocr_calls_models else ''} and the API on {base_url} …")
         wait_ready(base_url + "/readyz", [api, *workers])
         # One at a time, each once the previous engine holds its memory: on a shared GPU an engine is sized from
         # the memory free when it starts, so two starting together would both claim the same free memory.

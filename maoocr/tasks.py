@@ -23,6 +23,7 @@ from typing import Callable
 GENERATE_TASK = "maoocr.generate"
 OCR_SPLIT_TASK = "maoocr.ocr.split"
 OCR_PAGE_TASK = "maoocr.ocr.page"
+OCR_PAGE_MODELS_TASK = "maoocr.ocr.page_models"
 OCR_ASSEMBLE_TASK = "maoocr.ocr.assemble"
 
 # (task payload, queue) → the broker message that runs a job, pushed on the queue's list beside the job's record.

@@ -15,6 +15,9 @@ import sys
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="maoocr worker", description=__doc__)
     parser.add_argument("--ocr", action="store_true", help="run an OCR worker (queue maoocr.ocr) instead of an LLM one")
+    parser.add_argument("--ocr-models", action="store_true",
+                        help="run the OCR pipeline's model-steps worker (queue maoocr.ocr.models; threads that wait "
+                             "on the VLM and LLM workers for pages)")
     parser.add_argument("--model", help="model name from the models file (default: the default model)")
     parser.add_argument("--gpu", type=int, help="GPU index to pin this worker to (sets CUDA_VISIBLE_DEVICES)")
     parser.add_argument("--cpu", action="store_true", help="run the engine on the CPU even if a GPU is visible")
@@ -32,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
         # Before anything imports torch or vLLM: CUDA reads this once, at its initialisation.
         os.environ["CUDA_VISIBLE_DEVICES"] = str(args.gpu)
     multiprocess_dir = None
+    if args.ocr_models:
+        args.ocr = True
     if args.ocr and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         # Before anything imports prometheus_client: it picks per-process files (summed by the exporter) over
         # in-memory values at import, and the prefork children count the pages.
@@ -186,7 +191,9 @@ def stop_cold() -> None:
 
 
 def run_ocr_worker(settings, args: argparse.Namespace) -> int:
-    """OCR pages are CPU work: a prefork pool, one process per core, each with its own ONNX engines."""
+    """OCR pages are CPU work: a prefork pool, one process per core, each with its own ONNX engines. With
+    --ocr-models, the steps of pages that wait on a model instead: a thread each, as many as
+    `ocr.model_steps_concurrency`, so the VLM workers see hundreds of pages at once."""
     from maoocr.pipeline.ocr_job import OCRJobs
     from maoocr.store.client import connect
     from maoocr.store.heartbeats import Heartbeat
@@ -195,24 +202,30 @@ def run_ocr_worker(settings, args: argparse.Namespace) -> int:
     from workers.celery_app import create_celery_app
     from workers.ocr_tasks import register_ocr_tasks
 
-    concurrency = args.concurrency or settings.ocr.concurrency or os.cpu_count() or 1
+    models = args.ocr_models
+    if models:
+        concurrency = args.concurrency or settings.ocr.model_steps_concurrency
+        queue, kind, name, pool = settings.queues.ocr_models, "ocr-models", f"ocr-models-{os.getpid()}", "threads"
+    else:
+        concurrency = args.concurrency or settings.ocr.concurrency or os.cpu_count() or 1
+        queue, kind, name, pool = settings.queues.ocr, "ocr", f"ocr-{os.getpid()}", "prefork"
     client = connect(settings.redis_url, patient=True)  # rides out a Redis outage rather than failing jobs
     ocr_jobs = OCRJobs(settings, JobStore(client, settings.ttls.job_s), StreamStore(client, settings.ttls.stream_s),
                        connect(settings.redis_url, decode=False, patient=True),
                        engine_threads=max(1, (os.cpu_count() or 1) // concurrency))
-    queue = settings.queues.ocr
-    name = args.name or f"ocr-{os.getpid()}"
+    ocr_jobs.hand_off_models, ocr_jobs.models_only = not models, models
+    name = args.name or name
     app = create_celery_app(settings, prefetch_multiplier=1)
-    register_ocr_tasks(app, ocr_jobs, queue)
+    register_ocr_tasks(app, ocr_jobs, settings.queues.ocr, settings.queues.ocr_models)
     metrics_port = start_metrics(settings, args, [], os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
     heartbeat = Heartbeat(client, name, settings.ttls.heartbeat_s,
-                          lambda: {"model": None, "kind": "ocr", "queue": queue, "concurrency": concurrency,
+                          lambda: {"model": None, "kind": kind, "queue": queue, "concurrency": concurrency,
                                    "metrics_port": metrics_port})
     ocr_jobs.worker = heartbeat.identity  # before the pool forks: pages and splits are claimed under it
     beat_when_consuming(heartbeat)
     after_shutdown_grace(settings.worker.shutdown_grace_s, stop_cold)
     try:
-        app.worker_main(celery_argv(args.loglevel or settings.log_level, "--pool=prefork",
+        app.worker_main(celery_argv(args.loglevel or settings.log_level, f"--pool={pool}",
                                     f"--concurrency={concurrency}", f"--queues={queue}", f"--hostname={name}@%h",
                                     "--without-mingle", "--without-gossip"))
     finally:

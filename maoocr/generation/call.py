@@ -85,14 +85,15 @@ def describe_failure(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def answer_text(result: GenerationResult, what: str) -> str:
-    """The first choice's text; an answer cut at max_tokens is a failure (it is incomplete by definition)."""
+def answer_text(result: GenerationResult, what: str, cut_is_whole: bool = False) -> str:
+    """The first choice's text; an answer cut at max_tokens is a failure (it is incomplete by definition) unless
+    `cut_is_whole` (an answer of fixed length asked for with ignore_eos)."""
     choice = result.choices[0] if result.choices else None
     if choice is None:
         raise EngineError(f"{what}: the model returned no choice")
-    if choice.finish_reason == "length":
+    if choice.finish_reason == "length" and not cut_is_whole:
         raise EngineError(f"{what}: the answer was cut at max_tokens ({choice.completion_tokens} tokens)",
                           code="answer_truncated")
-    if choice.finish_reason not in (None, "stop"):
+    if choice.finish_reason not in (None, "stop", *(("length",) if cut_is_whole else ())):
         raise EngineError(f"{what}: the answer ended with finish_reason {choice.finish_reason!r}")
     return choice.text

@@ -6,6 +6,7 @@ The document bytes wait in Redis (`maoocr:doc:<job_id>`, same TTL as the job) so
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Callable
@@ -21,7 +22,8 @@ from maoocr.ocr.base import OCREngine
 from maoocr.pipeline.assemble import assemble
 from maoocr.protocol.generation import StreamChunk
 from maoocr.protocol.jobs import JobError, JobRecord
-from maoocr.protocol.ocr import OCROptions, OCRTask, PageResult
+from maoocr.protocol.ocr import OCROptions, OCRTask, PageDecision, PageHandOff, PageResult
+from maoocr.store.heartbeats import live_workers
 from maoocr.store.jobs import JobStore, error_fields, new_job_id
 from maoocr.store.keys import DOC_KEY, PAGES_DONE_KEY, SPLIT_KEY
 from maoocr.store.streams import StreamStore
@@ -33,6 +35,7 @@ if TYPE_CHECKING:  # page.py loads OpenCV, which the API process (it accepts upl
 log = logging.getLogger(__name__)
 
 BUSY_POLL_S = 1.0
+MODELS_WORKER_RECHECK_S = 5.0
 
 
 class OCRJobs:
@@ -48,7 +51,11 @@ class OCRJobs:
         self.generate = generate  # how this process reaches models (VLM OCR, VLM analysis, LLM selection)
         self._steps: PageSteps | None = None
         self._docs: OrderedDict[str, LoadedDocument] = OrderedDict()
+        self._lock = threading.RLock()  # the model-steps worker runs many pages at once, on threads
         self.worker = "local"  # identity jobs are claimed under (the worker's Heartbeat.identity)
+        self.hand_off_models = False  # True in the OCR worker: model steps go to the model-steps queue ...
+        self._models_worker_seen = 0.0  # ... while a model-steps worker is alive to take them
+        self.models_only = False  # True in the model-steps worker: no layout or table models to load
 
     # -- API side -------------------------------------------------------------------------------------------
     def accept(self, data: bytes, options: OCROptions, message: TaskMessage,
@@ -98,40 +105,115 @@ class OCRJobs:
     def fanned_out(self, job_id: str) -> None:
         self.jobs.redis.set(SPLIT_KEY.format(job_id), 1, ex=self.settings.ttls.job_s)
 
-    def run_page(self, job_id: str, options: OCROptions, index: int) -> PageResult:
-        """One page; any failure becomes a failed page with its reason, never a failed job."""
-        # Imported here: the API process uses this class to accept uploads and must not load OpenCV or ONNX.
-        from maoocr.pipeline.page import process_document_page
-        from maoocr.pipeline.resources import read_resources
-        from maoocr.pipeline.steps import build_steps
+    def run_page(self, job_id: str, options: OCROptions, index: int,
+                 decided: PageDecision | None = None) -> PageResult | PageHandOff:
+        """One page on the OCR worker (PP-OCR, CPU): its text layer, or analysis, selection and OCR. With
+        `hand_off_models`, a step that waits on a model is handed off instead (a PageHandOff for
+        `run_page_models`), so no OCR process waits on a model. `decided`: the decision made there."""
+        from maoocr.pipeline import page as steps_of
 
+        def body(doc: LoadedDocument, steps: PageSteps, start: float) -> PageResult | PageHandOff:
+            image = doc.render_page(index)
+            number = doc.page_numbers[index]
+            decision = decided
+            if decision is None:
+                layer = doc.text_layer(index) if doc.format == "pdf" else None
+                used, note = steps_of.layer_verdict(layer, options)
+                if used:
+                    return steps_of.text_layer_result(image, layer, index, number, options, steps, start)
+                if steps.model_decides and self._can_hand_off():
+                    return PageHandOff(note=note)
+                decision = steps_of.decide_page(image, doc.page_dpi(index), options, self._resources(), steps, note)
+            ocr = None
+            if decision.strategy == "vlm":
+                if steps.has_vlm and self._can_hand_off():
+                    return PageHandOff(decision=decision)
+                ocr, decision = steps_of.read_with_vlm(image, decision, steps)  # in this process
+            if ocr is None:
+                ocr = steps_of.read_with_ppocr(image, decision, steps)
+            return steps_of.page_result(ocr, index, number, options, decision, start)
+
+        return self._run_step(job_id, options, index, body)
+
+    def run_page_models(self, job_id: str, options: OCROptions, index: int,
+                        hand_off: PageHandOff) -> PageResult | PageDecision:
+        """The model steps of a page (model-steps worker, one thread per page): the analysis and selection when
+        they ask a model, then the VLM's reading. A page left for PP-OCR (chosen so, or the VLM failed) comes back
+        as the PageDecision that `run_page` reads it by."""
+        from maoocr.pipeline import page as steps_of
+
+        def body(doc: LoadedDocument, steps: PageSteps, start: float) -> PageResult | PageDecision:
+            image = doc.render_page(index)
+            decision = hand_off.decision or steps_of.decide_page(image, doc.page_dpi(index), options,
+                                                                 self._resources(), steps, hand_off.note)
+            if decision.strategy != "vlm":
+                return decision
+            ocr, decision = steps_of.read_with_vlm(image, decision, steps)
+            if ocr is None:
+                return decision
+            return steps_of.page_result(ocr, index, doc.page_numbers[index], options, decision, start)
+
+        return self._run_step(job_id, options, index, body)
+
+    def _run_step(self, job_id: str, options: OCROptions, index: int, body):
+        """Runs one leg of a page; any failure becomes a failed page with its reason, never a failed job. A final
+        page result is counted towards the job's progress."""
         page_number = index + 1
         began = time.monotonic()
         try:
             doc = self.document(job_id, options)
             page_number = doc.page_numbers[index]
-            resources = read_resources(self.jobs.redis, self.settings)
-            if self._steps is None:  # built in the worker process that uses it (prefork children, not the parent)
-                self._steps = build_steps(self.settings, self.generate, self.engine_threads)
-                if self.engine_for is not None:
-                    self._steps.engine_for = self.engine_for
-            result = process_document_page(doc, index, options, resources, self._steps)
+            outcome = body(doc, self._page_steps(), time.perf_counter())
         except MaoOCRError as exc:
-            result = failed_page(index, page_number, exc.code, exc.message)
+            outcome = failed_page(index, page_number, exc.code, exc.message)
         except Exception as exc:  # one bad page must not take the document down
             log.exception("job=%s page=%d failed", job_id, page_number)
-            result = failed_page(index, page_number, "page_failed", f"{type(exc).__name__}: {exc}")
+            outcome = failed_page(index, page_number, "page_failed", f"{type(exc).__name__}: {exc}")
+        if isinstance(outcome, PageResult):
+            self._page_done(job_id, outcome, began)
+        return outcome
+
+    def _can_hand_off(self) -> bool:
+        """Whether a model-steps worker is alive (looked up at most every few seconds). Without one, this process
+        runs the model steps itself, waiting on the model, rather than leave pages on a queue no one serves."""
+        if not self.hand_off_models:
+            return False
+        if time.monotonic() - self._models_worker_seen > MODELS_WORKER_RECHECK_S:
+            queue = self.settings.queues.ocr_models
+            if not any(w.get("queue") == queue for w in live_workers(self.jobs.redis)):
+                log.warning("no model-steps worker (queue %s) is alive: this OCR process waits on the model", queue)
+                return False
+            self._models_worker_seen = time.monotonic()
+        return True
+
+    def _page_steps(self) -> PageSteps:
+        # Imported here: the API process uses this class to accept uploads and must not load OpenCV or ONNX.
+        from maoocr.pipeline.steps import build_steps
+
+        with self._lock:
+            if self._steps is None:  # built in the process that uses it (prefork children, not the parent)
+                self._steps = build_steps(self.settings, self.generate, self.engine_threads,
+                                          structure=not self.models_only)
+                if self.engine_for is not None:
+                    self._steps.engine_for = self.engine_for
+            return self._steps
+
+    def _resources(self):
+        from maoocr.pipeline.resources import read_resources
+
+        return read_resources(self.jobs.redis, self.settings)
+
+    def _page_done(self, job_id: str, result: PageResult, began: float) -> None:
         PAGES_PROCESSED.labels(result.status, result.strategy or "none").inc()
         PAGE_SECONDS.labels(result.strategy or "none").observe(time.monotonic() - began)
         key = PAGES_DONE_KEY.format(job_id)
         with self.jobs.redis.pipeline() as pipe:  # counted in Redis: pages finish on many workers at once
-            pipe.sadd(key, index)
+            pipe.sadd(key, result.index)
             pipe.expire(key, self.settings.ttls.job_s)
             pipe.scard(key)
             done = int(pipe.execute()[2])
         total = int((self.jobs.get(job_id).progress or {}).get("total", 0))
         self._progress(job_id, done, total)
-        return result
 
     def finish(self, job_id: str, pages: list[PageResult]) -> None:
         record = self.jobs.get(job_id)
@@ -169,16 +251,18 @@ class OCRJobs:
 
     def document(self, job_id: str, options: OCROptions) -> LoadedDocument:
         """The job's document, parsed once per process (pages of one job tend to land on the same worker)."""
-        doc = self._docs.get(job_id)
-        if doc is None:
-            data = self.blobs.get(DOC_KEY.format(job_id))
-            if data is None:
-                raise MaoOCRError("the uploaded document expired before it was processed", code="document_expired")
-            doc = load_document(data, self.settings.documents, options.page_range)
-            self._docs[job_id] = doc
-            while len(self._docs) > 4:
-                self._docs.popitem(last=False)
-        return doc
+        with self._lock:
+            doc = self._docs.get(job_id)
+            if doc is None:
+                data = self.blobs.get(DOC_KEY.format(job_id))
+                if data is None:
+                    raise MaoOCRError("the uploaded document expired before it was processed",
+                                      code="document_expired")
+                doc = load_document(data, self.settings.documents, options.page_range)
+                self._docs[job_id] = doc
+                while len(self._docs) > 4:
+                    self._docs.popitem(last=False)
+            return doc
 
     def _progress(self, job_id: str, done: int, total: int) -> None:
         progress = {"done": done, "total": total}

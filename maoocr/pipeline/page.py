@@ -22,7 +22,7 @@ from maoocr.ocr.types import PageOCR
 from maoocr.pipeline.complexity import analyze_page
 from maoocr.pipeline.complexity_models import ComplexityAnalysis
 from maoocr.pipeline.strategy import ResourceState, StrategyDecision, select_strategy
-from maoocr.protocol.ocr import OCROptions, PageResult
+from maoocr.protocol.ocr import OCROptions, PageDecision, PageResult
 
 if TYPE_CHECKING:
     from maoocr.documents import LoadedDocument
@@ -43,6 +43,8 @@ class PageSteps:
     analyze: Analyze = analyze_page
     select: Select = select_strategy
     structurer: PageStructurer | None = None  # layout and table models for text-layer pages
+    model_decides: bool = False  # the analysis or the selection asks a model (a VLM rates, an LLM selects)
+    has_vlm: bool = False  # engine_for("vlm") reaches a VLM
 
 
 def process_document_page(doc: LoadedDocument, index: int, options: OCROptions, resources: ResourceState,
@@ -57,34 +59,76 @@ def process_document_page(doc: LoadedDocument, index: int, options: OCROptions, 
 def process_page(image: Image.Image, index: int, page: int, options: OCROptions, resources: ResourceState,
                  steps: PageSteps | EngineFor, dpi: float | None = None,
                  text_layer: TextLayerPage | None = None) -> PageResult:
-    """OCR one page; errors propagate (the caller turns them into a failed page with its reason)."""
+    """OCR one page in this process, model steps included; errors propagate (the caller turns them into a failed
+    page with its reason). The OCR worker runs the same steps split between two queues (`maoocr.pipeline.ocr_job`)."""
     if not isinstance(steps, PageSteps):
         steps = PageSteps(engine_for=steps)
     start = time.perf_counter()
-    layer_note = ""
-    if text_layer is not None:
-        unused = _unused_because(text_layer, options)
-        if unused is None:
-            ocr = read_text_layer_page(image, text_layer, steps)
-            return _result(ocr, index, page, options, None, "text_layer", text_layer.reason, start)
-        layer_note = f"text layer not used: {unused}; "
+    used, note = layer_verdict(text_layer, options)
+    if used:
+        return text_layer_result(image, text_layer, index, page, options, steps, start)
+    decision = decide_page(image, dpi, options, resources, steps, note)
+    ocr = None
+    if decision.strategy == "vlm":
+        ocr, decision = read_with_vlm(image, decision, steps)
+    if ocr is None:
+        ocr = read_with_ppocr(image, decision, steps)
+    return page_result(ocr, index, page, options, decision, start)
+
+
+def layer_verdict(text_layer: TextLayerPage | None, options: OCROptions) -> tuple[bool, str]:
+    """(whether the PDF text layer reads the page, the note a page OCR'd despite a layer carries in its reason)."""
+    if text_layer is None:
+        return False, ""
+    unused = _unused_because(text_layer, options)
+    return (True, "") if unused is None else (False, f"text layer not used: {unused}; ")
+
+
+def text_layer_result(image: Image.Image, layer: TextLayerPage, index: int, page: int, options: OCROptions,
+                      steps: PageSteps, start: float) -> PageResult:
+    return _result(read_text_layer_page(image, layer, steps), index, page, options, None, "text_layer",
+                   layer.reason, start)
+
+
+def decide_page(image: Image.Image, dpi: float | None, options: OCROptions, resources: ResourceState,
+                steps: PageSteps, note: str = "") -> PageDecision:
     analysis = steps.analyze(image, dpi)
     decision = steps.select(analysis, resources, options.strategy)
-    strategy, reason = decision.strategy, layer_note + decision.reason
-    ocr, extra = None, {}
-    if strategy == "vlm":
-        vlm_start = time.perf_counter()
-        try:
-            ocr = steps.engine_for("vlm").recognize(image)
-        except Exception as exc:  # whatever went wrong with the VLM, PP-OCR can still read the page
-            extra["vlm_failed"] = (time.perf_counter() - vlm_start) * 1000  # time spent before falling back
-            failure = describe_failure(exc)
-            log.warning("page %d: VLM OCR failed, PP-OCR 'accurate' reads it instead: %s", page, failure)
-            strategy, reason = "accurate", f"{reason}; VLM OCR failed ({failure}) -> fell back to 'accurate'"
-    if ocr is None:
-        ocr = steps.engine_for(strategy).recognize(image)
-    ocr.timings_ms = {"analysis": analysis.analysis_ms, **extra, **ocr.timings_ms}
-    return _result(ocr, index, page, options, analysis, strategy, reason, start)
+    return PageDecision(analysis=analysis, strategy=decision.strategy, reason=note + decision.reason)
+
+
+def read_with_vlm(image: Image.Image, decision: PageDecision, steps: PageSteps) -> tuple[PageOCR | None,
+                                                                                          PageDecision]:
+    """The VLM's reading of the page turned upright; on any failure (None, the decision for PP-OCR 'accurate',
+    saying why): whatever went wrong with the VLM, PP-OCR can still read the page."""
+    started = time.perf_counter()
+    try:
+        return steps.engine_for("vlm").recognize(upright(image, decision.analysis)), decision
+    except Exception as exc:
+        failure = describe_failure(exc)
+        log.warning("VLM OCR failed, PP-OCR 'accurate' reads the page instead: %s", failure)
+        return None, decision.model_copy(update={
+            "strategy": "accurate", "vlm_failed_ms": (time.perf_counter() - started) * 1000,
+            "reason": f"{decision.reason}; VLM OCR failed ({failure}) -> fell back to 'accurate'"})
+
+
+def upright(image: Image.Image, analysis: ComplexityAnalysis) -> Image.Image:
+    """The page turned upright for a VLM, which reads turned text badly. A sideways page is turned even when
+    which way up is undecided: level lines read better than vertical ones."""
+    features = analysis.features
+    turned = features.orientation % 180 == 90 or features.orientation_confidence > 0.5
+    return image.rotate(-features.orientation, expand=True) if features.orientation and turned else image
+
+
+def read_with_ppocr(image: Image.Image, decision: PageDecision, steps: PageSteps) -> PageOCR:
+    return steps.engine_for(decision.strategy).recognize(image)
+
+
+def page_result(ocr: PageOCR, index: int, page: int, options: OCROptions, decision: PageDecision,
+                start: float) -> PageResult:
+    failed = {} if decision.vlm_failed_ms is None else {"vlm_failed": decision.vlm_failed_ms}
+    ocr.timings_ms = {"analysis": decision.analysis.analysis_ms, **failed, **ocr.timings_ms}
+    return _result(ocr, index, page, options, decision.analysis, decision.strategy, decision.reason, start)
 
 
 def _unused_because(layer: TextLayerPage, options: OCROptions) -> str | None:

@@ -18,9 +18,11 @@ def vlm_queue(settings: Settings) -> str:
     return settings.queues.llm_queue(settings.ocr.vlm_model) if settings.ocr.vlm_model else DEFAULT_VLM_QUEUE
 
 
-def build_steps(settings: Settings, generate: Generate | None, engine_threads: int | None = None) -> PageSteps:
+def build_steps(settings: Settings, generate: Generate | None, engine_threads: int | None = None,
+                structure: bool = True) -> PageSteps:
     """Steps from `settings.ocr`. Without `generate` (no way to reach a model) the model-based options are off:
-    analysis is heuristic, selection by rules, and 'vlm' pages fall back to 'accurate'."""
+    analysis is heuristic, selection by rules, and 'vlm' pages fall back to 'accurate'. `structure=False` leaves
+    the layout and table models unloaded (a process that only runs the model steps)."""
     ocr = settings.ocr
     rules = dict(vlm_queue=vlm_queue(settings), vlm_min_free_mb=ocr.vlm_min_free_mb, vlm_max_queue=ocr.vlm_max_queue)
     vlm_engine: OCREngine | None = None
@@ -28,7 +30,8 @@ def build_steps(settings: Settings, generate: Generate | None, engine_threads: i
         from maoocr.ocr.vlm_engine import VLMOCREngine
 
         vlm_engine = VLMOCREngine(ocr.vlm_model, generate, max_tokens=ocr.vlm_max_tokens,
-                                  max_side=ocr.vlm_max_side, timeout_s=ocr.vlm_timeout_s)
+                                  max_side=ocr.vlm_max_side, timeout_s=ocr.vlm_timeout_s,
+                                  ignore_eos=ocr.vlm_ignore_eos)
 
     def engine_for(strategy: str) -> OCREngine:
         from maoocr.ocr.registry import get_ocr_engine
@@ -45,9 +48,11 @@ def build_steps(settings: Settings, generate: Generate | None, engine_threads: i
     from maoocr.ocr.page_builder import get_structurer
 
     steps = PageSteps(engine_for=engine_for, select=partial(select_strategy, **rules),
-                      structurer=get_structurer(engine_threads))
+                      structurer=get_structurer(engine_threads) if structure else None,
+                      has_vlm=vlm_engine is not None)
     if generate is None:
         return steps
+    steps.model_decides = ocr.analyzer == "vlm" or ocr.selector == "llm"
     if ocr.analyzer == "vlm":
         from maoocr.pipeline.vlm_analysis import VLMComplexityAnalyzer
 

@@ -82,3 +82,21 @@ class OCRTask(BaseModel):
 
     job_id: str
     options: OCROptions
+
+
+class PageDecision(BaseModel):
+    """How a page will be read, decided once; it travels with the page between the OCR worker (PP-OCR) and the
+    model-steps worker (VLM OCR) so neither decides again."""
+
+    analysis: ComplexityAnalysis
+    strategy: str
+    reason: str
+    vlm_failed_ms: float | None = Field(None, description="time the VLM took before PP-OCR had to read the page")
+
+
+class PageHandOff(BaseModel):
+    """A page whose next step waits on a model: the decision when known (the VLM reads the page), else None (the
+    analysis or selection itself asks a model); `note` says why the PDF text layer is not used, if so."""
+
+    decision: PageDecision | None = None
+    note: str = ""

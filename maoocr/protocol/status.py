@@ -16,7 +16,7 @@ class Health(BaseModel):
 
 class WorkerSummary(BaseModel):
     name: str | None = None
-    kind: str | None = Field(None, description="llm or ocr")
+    kind: str | None = Field(None, description="llm, ocr or ocr-models")
     model: str | None = None
     queue: str | None = None
 
