@@ -15,7 +15,7 @@ import io
 import json
 
 import pytest
-from PIL import Image
+from PIL import Image, ImageChops, ImageStat
 
 from devtools import docgen
 from maoocr.errors import EngineError
@@ -209,6 +209,38 @@ def test_vlm_ocr_transcription_becomes_the_page(page) -> None:
     assert result.strategy == "accurate" and result.engine.startswith("rapidocr")
     assert "VLM OCR failed (empty_answer: VLM 'scripted' returned no text for the page)" in result.strategy_reason
     assert cer(page.text, result.text) <= CER_CLEAN_EN
+
+
+def sent_image(params: GenerationParams) -> Image.Image:
+    url = next(part.image_url.url for part in params.messages[0].content if part.type == "image_url")
+    return Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))
+
+
+def test_a_sideways_page_reaches_the_vlm_upright_and_sized_to_its_input(page) -> None:
+    from maoocr.ocr.vlm_engine import VLMOCREngine
+
+    model = Scripted("PAGE TEXT")
+    steps = PageSteps(engine_for=lambda s: VLMOCREngine("scripted", model, max_side=640))
+    sideways = page.image.rotate(90, expand=True)  # turned a quarter counter-clockwise
+    result = process_page(sideways, 0, 1, OCROptions(strategy="vlm"), READY, steps)
+    assert result.strategy == "vlm" and result.complexity.features.orientation == 90
+    sent = sent_image(model.asked[0])
+    wide = page.image.width > page.image.height
+    assert (sent.width > sent.height) == wide and max(sent.size) == 640  # upright, at the model's input size
+    def differs(image: Image.Image) -> float:
+        return ImageStat.Stat(ImageChops.difference(sent.convert("L"), image.convert("L").resize(sent.size))).mean[0]
+
+    assert differs(page.image) < differs(page.image.rotate(180)) / 2  # upright, not upside down
+
+
+def test_a_fixed_length_answer_is_the_page_when_asked_for_with_ignore_eos(page) -> None:
+    from maoocr.ocr.vlm_engine import VLMOCREngine
+
+    model = Scripted("A PAGE CUT AT ITS FIXED LENGTH", finish_reason="length")
+    steps = PageSteps(engine_for=lambda s: VLMOCREngine("scripted", model, max_tokens=8, ignore_eos=True))
+    result = process_page(page.image, 0, 1, OCROptions(strategy="vlm"), READY, steps)
+    assert (result.strategy, result.text) == ("vlm", "A PAGE CUT AT ITS FIXED LENGTH")
+    assert model.asked[0].ignore_eos and model.asked[0].max_tokens == 8
 
 
 def test_vlm_ocr_on_the_tiny_vlm_reports_the_cut(ocr, page) -> None:
