@@ -86,6 +86,7 @@ def test_one_gpu_worker_per_gpu_on_its_model_queue(compose):
     cpu = command(compose["services"]["worker-cpu"])
     assert cpu[:3] == ["maoocr", "worker", "--cpu"] and cpu[cpu.index("--model") + 1] in configured_models()
     assert command(compose["services"]["worker-ocr"])[:3] == ["maoocr", "worker", "--ocr"]
+    assert command(compose["services"]["worker-ocr-models"])[:3] == ["maoocr", "worker", "--ocr-models"]
 
 
 def test_flower_is_behind_basic_auth_and_configs_are_mounted(compose):
