@@ -1,5 +1,5 @@
-"""`python -m bench.run [--only p1,p2,p3,p4,intake,claims,burst_end,complexity,reliability,doc_accuracy,ocr_speed]`
-(`make bench`): runs benchmarks and prints one JSON line per figure."""
+"""`python -m bench.run [--only p1,p2,p3,p4,intake,claims,burst_end,complexity,reliability,doc_accuracy,ocr_speed,
+vlm_pages]` (`make bench`): runs benchmarks and prints one JSON line per figure."""
 
 from __future__ import annotations
 
@@ -21,11 +21,11 @@ def _p1(args) -> list[dict]:
     if args.stream_interval:
         extra["stream_interval"] = args.stream_interval
     options = p1_batching.P1Options(
-        concurrency=args.concurrency, max_tokens=args.max_tokens, model_path=model_path, gpu=args.gpu,
-        load_format="dummy" if args.dummy else "auto", max_model_len=args.max_model_len,
+        concurrency=args.concurrency, max_tokens=args.max_tokens or 128, model_path=model_path, gpu=args.gpu,
+        load_format="dummy" if args.dummy else "auto", max_model_len=args.max_model_len or 1024,
         prompt_words=args.prompt_words or (256 if args.dummy else 0), offline=args.offline,
         extra_model=extra, direct_every_token=args.direct_every_token, api_workers=args.api_workers,
-        rounds=args.rounds, client_processes=args.client_processes, stock_intake=args.stock_intake,
+        rounds=args.rounds or 3, client_processes=args.client_processes, stock_intake=args.stock_intake,
         sustained=args.sustained, sustained_rounds=args.sustained_rounds)
     return p1_batching.run(options)
 
@@ -97,25 +97,42 @@ def _ocr_speed(args) -> list[dict]:
     return ocr_speed.run(ocr_speed.OCRSpeedOptions())
 
 
+def _vlm_pages(args) -> list[dict]:
+    from bench import p5_vlm_pages
+
+    try:
+        pages = int(args.pages) if args.pages else 8
+    except ValueError:
+        raise SystemExit(f"vlm_pages: --pages is a number of pages, not {args.pages!r}") from None
+    options = p5_vlm_pages.P5Options(
+        pages=pages, max_tokens=args.max_tokens or 16, max_side=args.max_side, rounds=args.rounds or 2,
+        gpu=args.gpu, dummy_vlm=args.dummy_vlm, max_model_len=args.max_model_len)
+    return p5_vlm_pages.run(options)
+
+
 BENCHMARKS = {"p1": _p1, "p2": _p2, "p3": _p3, "p4": _p4, "intake": _intake, "claims": _claims,
               "burst_end": _burst_end, "complexity": _complexity, "reliability": _reliability,
-              "doc_accuracy": _doc_accuracy, "ocr_speed": _ocr_speed}
+              "doc_accuracy": _doc_accuracy, "ocr_speed": _ocr_speed, "vlm_pages": _vlm_pages}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run")
     parser.add_argument("--only", default=",".join(BENCHMARKS), help=f"comma-separated: {', '.join(BENCHMARKS)}")
     parser.add_argument("--concurrency", type=int, default=32, help="P1: concurrent jobs")
-    parser.add_argument("--max-tokens", type=int, default=128, help="P1: output tokens per job")
+    parser.add_argument("--max-tokens", type=int,
+                        help="P1: output tokens per job (default 128); vlm_pages: per page (default 16)")
     parser.add_argument("--model-path", help="P1: weights to serve (default: the tiny demo model)")
     parser.add_argument("--dummy", choices=["0.5b", "7b"], help="P1: Qwen2.5 architecture with dummy weights")
-    parser.add_argument("--gpu", action="store_true", help="P1-P3: run the worker (and P1/P2's direct engine) on GPU 0")
-    parser.add_argument("--max-model-len", type=int, default=1024, help="P1: context length")
+    parser.add_argument("--gpu", action="store_true",
+                        help="P1-P3, vlm_pages: run the worker (and P1/P2/vlm_pages' direct engine) on GPU 0")
+    parser.add_argument("--max-model-len", type=int,
+                        help="P1: context length (default 1024); vlm_pages: 2048, 4096 with --dummy-vlm")
     parser.add_argument("--prompt-words", type=int, default=0, help="P1: WordLevel prompt length (with --dummy)")
     parser.add_argument("--offline", action="store_true", help="P1: also time offline LLM.generate")
     parser.add_argument("--client-processes", type=int, default=0,
                         help="P1: processes firing the API requests (default: min(8, cores))")
-    parser.add_argument("--rounds", type=int, default=3, help="P1: measured rounds per path (alternating)")
+    parser.add_argument("--rounds", type=int,
+                        help="P1, vlm_pages: measured rounds per path, alternating (default 3, vlm_pages 2)")
     parser.add_argument("--sustained", type=int, default=0, metavar="K",
                         help="P1: after the bursts, rounds where each of --concurrency clients sends K jobs in turn "
                              "(output lengths spread over max_tokens/2..3*max_tokens/2)")
@@ -128,7 +145,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="P1: also time the engine directly with stream_interval 1 (a delta per token)")
     parser.add_argument("--stock-intake", action="store_true",
                         help="P1: the worker with kombu's stock intake (worker.batched_intake false), for comparison")
-    parser.add_argument("--pages", help="doc_accuracy: page types (default: magazine,newspaper,paper,invoice,letter)")
+    parser.add_argument("--pages", help="doc_accuracy: page types (default: magazine,newspaper,paper,invoice,letter); "
+                                         "vlm_pages: pages in the document (default 8)")
+    parser.add_argument("--dummy-vlm", choices=["qwen2-vl-2b", "qwen2-vl-7b"],
+                        help="vlm_pages: that Qwen2-VL architecture with dummy weights (GPU hosts: needs torchvision; "
+                             "default: the tiny demo VLM)")
+    parser.add_argument("--max-side", type=int,
+                        help="vlm_pages: page image long side sent to the VLM (default: ocr.vlm_max_side's)")
     parser.add_argument("--variants", help="doc_accuracy: pdf,scan300,scan200 (default: all three)")
     parser.add_argument("--systems", help="doc_accuracy: maoocr,tesseract,pdf_text (default: all three)")
     parser.add_argument("--seeds", type=int, default=2, help="doc_accuracy: pages of each type")
