@@ -93,6 +93,12 @@ def service_env(config: Path, scratch: Path) -> dict[str, str]:
     return env
 
 
+def ctrl_c_reaches_it() -> None:
+    """preexec_fn for a process a test interrupts with SIGINT, as Ctrl-C in a terminal would: a test run started
+    in the background (`cmd &` in a script) hands its children SIGINT ignored, and Python keeps it so."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_module(name: str, module: str, args: list[str], env: dict[str, str], logdir: Path) -> Proc:
     logdir.mkdir(parents=True, exist_ok=True)
     log = logdir / f"{name}.log"

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from devtools import docgen
-from devtools.processes import ROOT
+from devtools.processes import ROOT, ctrl_c_reaches_it
 from maoocr.embedded import free_port
 from maoocr.ingest import IngestConfig, IngestLimits, Refused, exit_code, ingest, open_source, succeeded_paths
 from maoocr.ingest.archive import read_capped, unsafe_name
@@ -451,7 +451,8 @@ def test_interrupted_ingest_collects_its_jobs_instead_of_sending_again(stack, re
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "maoocr.ingest.cli", str(archive), "--out", str(out), "--api", stack.base_url,
            "--concurrency", str(len(files)), "--strategy", "fast", "--no-progress"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            preexec_fn=ctrl_c_reaches_it)
     try:
         deadline = time.monotonic() + 180
         while len(_job_keys(redis_client) - before) < len(files):  # every file has a job on the server

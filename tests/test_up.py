@@ -16,7 +16,7 @@ import redis
 import requests
 
 from devtools import docgen
-from devtools.processes import ROOT
+from devtools.processes import ROOT, ctrl_c_reaches_it
 from maoocr.config import load_settings
 from maoocr.embedded import free_port, models_to_serve
 from maoocr.store.keys import WORKER_KEY
@@ -35,7 +35,7 @@ def up_env(tmp_path, data_dir) -> dict[str, str]:
 
 def start_up(env, port: int, log_path) -> subprocess.Popen:
     proc = subprocess.Popen([sys.executable, "-m", "maoocr.cli", "up", "--port", str(port)], cwd=ROOT, env=env,
-                            stdout=log_path.open("w"), stderr=subprocess.STDOUT)
+                            stdout=log_path.open("w"), stderr=subprocess.STDOUT, preexec_fn=ctrl_c_reaches_it)
     deadline = time.monotonic() + 300
     while "MaoOCR is up" not in log_path.read_text():
         assert proc.poll() is None, log_path.read_text()
