@@ -44,8 +44,9 @@ CHAT_TEMPLATE = (
 )
 
 # Qwen2-VL's preprocessor_config.json: 14-px patches merged 2 x 2 (one token per 28 x 28 pixels), images kept at
-# their own size between these pixel counts.
-IMAGE_PROCESSOR = {"min_pixels": 3136, "max_pixels": 12845056, "patch_size": 14, "temporal_patch_size": 2,
+# their own size between these pixel counts. max_pixels is lowered from the published 12,845,056 to 2,048 tokens'
+# worth: vLLM sizes its start-up memory check by the largest image, and a page at 1,288 px long side is ~1,500.
+IMAGE_PROCESSOR = {"min_pixels": 3136, "max_pixels": 2048 * 28 * 28, "patch_size": 14, "temporal_patch_size": 2,
                    "merge_size": 2, "image_mean": [0.48145466, 0.4578275, 0.40821073],
                    "image_std": [0.26862954, 0.26130258, 0.27577711],
                    "image_processor_type": "Qwen2VLImageProcessor", "processor_class": "Qwen2VLProcessor"}
