@@ -3,7 +3,7 @@
 An OCR worker of one process, a VLM worker frozen mid-flight (SIGSTOP: alive by its heartbeat, answering nothing):
 a document read by PP-OCR goes through while a 'vlm' page waits, and the waiting page then falls back to PP-OCR
 'accurate' when its time limit passes, saying why. A model-steps worker killed with kill -9 while its pages wait
-loses none of them: a fresh one takes them up and each page comes back once."""
+loses none of them: a fresh one takes them up, waits on the VLM jobs already sent, and each page comes back once."""
 
 from __future__ import annotations
 
@@ -95,6 +95,7 @@ def test_ppocr_pages_flow_while_a_vlm_page_waits_and_it_falls_back_at_its_time_l
 def test_a_model_steps_worker_killed_while_its_pages_wait_loses_none(stack):
     pdf = docgen.pdf_bytes(docgen.numbered_pages(3))
     models = proc(stack, "ocr-models-worker")
+    before = len(generation_jobs(stack))
     with frozen(proc(stack, "worker")):
         job_id = submit(stack, pdf, "three.pdf", strategy="vlm")
         wait_until(lambda: sum(1 for j in generation_jobs(stack) if j.get("status") in ("queued", "running")) >= 3,
@@ -114,3 +115,5 @@ def test_a_model_steps_worker_killed_while_its_pages_wait_loses_none(stack):
         assert f"page {number}" in page["text"]
     done = json.loads(requests.get(f"{stack.base_url}/v1/jobs/{job_id}", timeout=10).text)["progress"]
     assert done == {"done": 3, "total": 3}
+    # The OCR process sent each page's VLM job; the fresh worker waited on those, it did not ask again.
+    assert len(generation_jobs(stack)) - before == 3

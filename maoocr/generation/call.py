@@ -44,13 +44,19 @@ class QueuedGeneration:
         self.message = message  # builds the task's broker message (maoocr.tasks)
 
     def __call__(self, params: GenerationParams, timeout_s: float) -> GenerationResult:
-        record = submit_generation(self.settings, self.jobs, params, self.message)
+        return self.collect(self.send(params), params.model, timeout_s)
+
+    def send(self, params: GenerationParams) -> str:
+        """The question queued as a generation job; its job id. `collect` may run in another process."""
+        return submit_generation(self.settings, self.jobs, params, self.message).id
+
+    def collect(self, job_id: str, model: str, timeout_s: float) -> GenerationResult:
         try:
-            return wait_generation(self.jobs, record.id, timeout_s)
+            return wait_generation(self.jobs, job_id, max(0.0, timeout_s))
         except TimeoutError:
-            self.jobs.cancel(record.id, self.streams)
-            raise TimeoutError(f"no answer from model {params.model!r} within {timeout_s:g} s "
-                               f"(job {record.id} cancelled)") from None
+            self.jobs.cancel(job_id, self.streams)
+            raise TimeoutError(f"no answer from model {model!r} within the time limit "
+                               f"(job {job_id} cancelled)") from None
 
 
 def image_data_url(image: Image.Image, max_side: int | None = None) -> str:

@@ -18,7 +18,7 @@ from maoocr.errors import EngineError
 from maoocr.generation.call import Generate, answer_text, image_question
 from maoocr.ocr.base import OCREngine
 from maoocr.ocr.types import OCRLine, PageOCR
-from maoocr.protocol.generation import GenerationParams
+from maoocr.protocol.generation import GenerationParams, GenerationResult
 
 _PARAGRAPH = re.compile(r"\n[ \t]*\n")
 # Plain text, reading order and "nothing else": what OCR-tuned VLMs (Qwen2-VL, olmOCR, GOT) answer best to.
@@ -41,10 +41,18 @@ class VLMOCREngine(OCREngine):
 
     def recognize(self, image: Image.Image) -> PageOCR:
         start = time.perf_counter()
+        params, size = self.question(image)
+        return self.reading(self.generate(params, self.timeout_s), size, (time.perf_counter() - start) * 1000.0)
+
+    def question(self, image: Image.Image) -> tuple[GenerationParams, tuple[int, int]]:
+        """What the model is asked about the page, and the size of the page it reads."""
         page = paper_rgb(image)
         params = GenerationParams(model=self.model, messages=image_question(page, self.instruction, self.max_side),
                                   max_tokens=self.max_tokens, temperature=0.0, ignore_eos=self.ignore_eos)
-        result = self.generate(params, self.timeout_s)
+        return params, page.size
+
+    def reading(self, result: GenerationResult, size: tuple[int, int], elapsed_ms: float) -> PageOCR:
+        """The page from the model's answer; raises when the answer is no transcription."""
         text = answer_text(result, f"VLM {self.model!r}", cut_is_whole=self.ignore_eos).strip()
         if not text:
             raise EngineError(f"VLM {self.model!r} returned no text for the page", code="empty_answer")
@@ -53,5 +61,4 @@ class VLMOCREngine(OCREngine):
         lines = [OCRLine(text=line, polygon=[], confidence=0.0, block=i) for i, block in enumerate(blocks)
                  for line in block]
         return PageOCR(lines=lines, text="\n\n".join("\n".join(block) for block in blocks), engine=self.name,
-                       orientation=0, width=page.width, height=page.height,
-                       timings_ms={"vlm": round((time.perf_counter() - start) * 1000.0, 3)})
+                       orientation=0, width=size[0], height=size[1], timings_ms={"vlm": round(elapsed_ms, 3)})

@@ -16,7 +16,7 @@ import redis
 from maoocr.config import Settings
 from maoocr.documents import LoadedDocument, load_document, sniff_format
 from maoocr.errors import MaoOCRError
-from maoocr.generation.call import Generate
+from maoocr.generation.call import Generate, QueuedGeneration
 from maoocr.metrics import PAGE_SECONDS, PAGES_PROCESSED, observe_finished, observe_started
 from maoocr.ocr.base import OCREngine
 from maoocr.pipeline.assemble import assemble
@@ -127,7 +127,9 @@ class OCRJobs:
             ocr = None
             if decision.strategy == "vlm":
                 if steps.has_vlm and self._can_hand_off():
-                    return PageHandOff(decision=decision)
+                    params, size = steps.engine_for("vlm").question(steps_of.upright(image, decision.analysis))
+                    return PageHandOff(decision=decision, vlm_job=self.generate.send(params), vlm_sent_at=time.time(),
+                                       page_size=size)
                 ocr, decision = steps_of.read_with_vlm(image, decision, steps)  # in this process
             if ocr is None:
                 ocr = steps_of.read_with_ppocr(image, decision, steps)
@@ -143,6 +145,9 @@ class OCRJobs:
         from maoocr.pipeline import page as steps_of
 
         def body(doc: LoadedDocument, steps: PageSteps, start: float) -> PageResult | PageDecision:
+            if hand_off.vlm_job is not None and hand_off.decision is not None:
+                return self._collect_vlm(hand_off, hand_off.decision, steps, index, doc.page_numbers[index],
+                                         options, start)
             image = doc.render_page(index)
             decision = hand_off.decision or steps_of.decide_page(image, doc.page_dpi(index), options,
                                                                  self._resources(), steps, hand_off.note)
@@ -154,6 +159,20 @@ class OCRJobs:
             return steps_of.page_result(ocr, index, doc.page_numbers[index], options, decision, start)
 
         return self._run_step(job_id, options, index, body)
+
+    def _collect_vlm(self, hand_off: PageHandOff, decision: PageDecision, steps: PageSteps, index: int,
+                     number: int, options: OCROptions, start: float) -> PageResult | PageDecision:
+        """The answer to the VLM job the OCR process sent, within what is left of its time limit."""
+        from maoocr.pipeline import page as steps_of
+
+        vlm = steps.engine_for("vlm")
+        waited = time.time() - hand_off.vlm_sent_at
+        try:
+            result = self.generate.collect(hand_off.vlm_job, vlm.model, vlm.timeout_s - waited)
+            ocr = vlm.reading(result, hand_off.page_size, (time.time() - hand_off.vlm_sent_at) * 1000)
+        except Exception as exc:  # whatever went wrong with the VLM, PP-OCR can still read the page
+            return steps_of.vlm_fell_back(decision, exc, (time.time() - hand_off.vlm_sent_at) * 1000)
+        return steps_of.page_result(ocr, index, number, options, decision, start)
 
     def _run_step(self, job_id: str, options: OCROptions, index: int, body):
         """Runs one leg of a page; any failure becomes a failed page with its reason, never a failed job. A final
@@ -176,7 +195,7 @@ class OCRJobs:
     def _can_hand_off(self) -> bool:
         """Whether a model-steps worker is alive (looked up at most every few seconds). Without one, this process
         runs the model steps itself, waiting on the model, rather than leave pages on a queue no one serves."""
-        if not self.hand_off_models:
+        if not self.hand_off_models or not isinstance(self.generate, QueuedGeneration):
             return False
         if time.monotonic() - self._models_worker_seen > MODELS_WORKER_RECHECK_S:
             queue = self.settings.queues.ocr_models

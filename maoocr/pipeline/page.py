@@ -105,11 +105,16 @@ def read_with_vlm(image: Image.Image, decision: PageDecision, steps: PageSteps) 
     try:
         return steps.engine_for("vlm").recognize(upright(image, decision.analysis)), decision
     except Exception as exc:
-        failure = describe_failure(exc)
-        log.warning("VLM OCR failed, PP-OCR 'accurate' reads the page instead: %s", failure)
-        return None, decision.model_copy(update={
-            "strategy": "accurate", "vlm_failed_ms": (time.perf_counter() - started) * 1000,
-            "reason": f"{decision.reason}; VLM OCR failed ({failure}) -> fell back to 'accurate'"})
+        return None, vlm_fell_back(decision, exc, (time.perf_counter() - started) * 1000)
+
+
+def vlm_fell_back(decision: PageDecision, exc: BaseException, spent_ms: float) -> PageDecision:
+    """The decision for PP-OCR 'accurate' after the VLM failed, saying why."""
+    failure = describe_failure(exc)
+    log.warning("VLM OCR failed, PP-OCR 'accurate' reads the page instead: %s", failure)
+    return decision.model_copy(update={
+        "strategy": "accurate", "vlm_failed_ms": spent_ms,
+        "reason": f"{decision.reason}; VLM OCR failed ({failure}) -> fell back to 'accurate'"})
 
 
 def upright(image: Image.Image, analysis: ComplexityAnalysis) -> Image.Image:

@@ -96,7 +96,11 @@ class PageDecision(BaseModel):
 
 class PageHandOff(BaseModel):
     """A page whose next step waits on a model: the decision when known (the VLM reads the page), else None (the
-    analysis or selection itself asks a model); `note` says why the PDF text layer is not used, if so."""
+    analysis or selection itself asks a model); `note` says why the PDF text layer is not used, if so. A VLM page
+    is sent by the OCR process, which renders and encodes it in parallel with its peers; the hand-off only waits."""
 
     decision: PageDecision | None = None
     note: str = ""
+    vlm_job: str | None = Field(None, description="the VLM's transcription, already asked for as this job")
+    vlm_sent_at: float = Field(0.0, description="when it was asked (epoch seconds): its time limit runs from there")
+    page_size: tuple[int, int] = Field((0, 0), description="the upright page the VLM reads, in pixels")
