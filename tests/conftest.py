@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -50,3 +52,20 @@ def stack(tmp_path_factory, redis_url, tiny_model) -> Stack:
 @pytest.fixture(scope="session")
 def stack_settings(stack) -> Settings:
     return load_settings(stack.config, env={})
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    session.config.stash[_EXIT_STATUS] = int(exitstatus)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config) -> None:
+    """The report is out: a run that loaded vLLM in this process ends without the interpreter's teardown, where
+    Triton's bindings print a screen of nanobind leak reports after the summary."""
+    if "vllm" in sys.modules and _EXIT_STATUS in config.stash:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(config.stash[_EXIT_STATUS])
+
+
+_EXIT_STATUS = pytest.StashKey[int]()
