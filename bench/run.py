@@ -1,5 +1,5 @@
 """`python -m bench.run [--only p1,p2,p3,p4,intake,claims,burst_end,complexity,reliability,doc_accuracy,ocr_speed,
-vlm_pages]` (`make bench`): runs benchmarks and prints one JSON line per figure."""
+vlm_pages,up_stop]` (`make bench`): runs benchmarks and prints one JSON line per figure."""
 
 from __future__ import annotations
 
@@ -52,6 +52,12 @@ def _complexity(args) -> list[dict]:
     from bench import complexity_bench
 
     return complexity_bench.run()
+
+
+def _up_stop(args) -> list[dict]:
+    from bench import up_stop
+
+    return up_stop.run()
 
 
 def _reliability(args) -> list[dict]:
@@ -112,7 +118,8 @@ def _vlm_pages(args) -> list[dict]:
 
 BENCHMARKS = {"p1": _p1, "p2": _p2, "p3": _p3, "p4": _p4, "intake": _intake, "claims": _claims,
               "burst_end": _burst_end, "complexity": _complexity, "reliability": _reliability,
-              "doc_accuracy": _doc_accuracy, "ocr_speed": _ocr_speed, "vlm_pages": _vlm_pages}
+              "doc_accuracy": _doc_accuracy, "ocr_speed": _ocr_speed, "vlm_pages": _vlm_pages,
+              "up_stop": _up_stop}
 
 
 def main(argv: list[str] | None = None) -> int:
