@@ -1,8 +1,9 @@
 """Liveness (`/healthz`: the process answers) and readiness (`/readyz`: Redis up and the workers a request needs).
 
 `/readyz` is 200 when the default model's LLM worker and an OCR worker are alive (and a model-steps worker
-when OCR pages call models), so a load balancer or `maoocr up` sends no traffic before both kinds of job can run. `/readyz?model=NAME` asks for that model's LLM
-worker alone (a model the OCR pipeline calls, or an LLM-only deployment).
+when OCR pages call models), so a load balancer or `maoocr up` sends no traffic before both kinds of job can run.
+`/readyz?model=NAME` asks for that model's LLM worker alone (a model the OCR pipeline calls, or an LLM-only
+deployment).
 """
 
 from __future__ import annotations

@@ -102,6 +102,6 @@ def answer_text(result: GenerationResult, what: str, cut_is_whole: bool = False)
     if choice.finish_reason == "length" and not cut_is_whole:
         raise EngineError(f"{what}: the answer was cut at max_tokens ({choice.completion_tokens} tokens)",
                           code="answer_truncated")
-    if choice.finish_reason not in (None, "stop", *(("length",) if cut_is_whole else ())):
+    if choice.finish_reason not in (None, "stop", "length"):
         raise EngineError(f"{what}: the answer ended with finish_reason {choice.finish_reason!r}")
     return choice.text

@@ -54,7 +54,7 @@ class OCRJobs:
         self._lock = threading.RLock()  # the model-steps worker runs many pages at once, on threads
         self.worker = "local"  # identity jobs are claimed under (the worker's Heartbeat.identity)
         self.hand_off_models = False  # True in the OCR worker: model steps go to the model-steps queue ...
-        self._models_worker_seen = 0.0  # ... while a model-steps worker is alive to take them
+        self._models_worker = (0.0, False)  # ... while a model-steps worker is alive: (looked up at, alive)
         self.models_only = False  # True in the model-steps worker: no layout or table models to load
 
     # -- API side -------------------------------------------------------------------------------------------
@@ -129,7 +129,7 @@ class OCRJobs:
                 if steps.has_vlm and self._can_hand_off():
                     params, size = steps.engine_for("vlm").question(steps_of.upright(image, decision.analysis))
                     return PageHandOff(decision=decision, vlm_job=self.generate.send(params), vlm_sent_at=time.time(),
-                                       page_size=size)
+                                       page_size=size, page=number)
                 ocr, decision = steps_of.read_with_vlm(image, decision, steps)  # in this process
             if ocr is None:
                 ocr = steps_of.read_with_ppocr(image, decision, steps)
@@ -144,10 +144,11 @@ class OCRJobs:
         as the PageDecision that `run_page` reads it by."""
         from maoocr.pipeline import page as steps_of
 
+        if hand_off.vlm_job is not None and hand_off.decision is not None:  # only waits: no document to load
+            return self._run_step(job_id, options, index, lambda doc, steps, start: self._collect_vlm(
+                hand_off, hand_off.decision, steps, index, options, start), page_number=hand_off.page)
+
         def body(doc: LoadedDocument, steps: PageSteps, start: float) -> PageResult | PageDecision:
-            if hand_off.vlm_job is not None and hand_off.decision is not None:
-                return self._collect_vlm(hand_off, hand_off.decision, steps, index, doc.page_numbers[index],
-                                         options, start)
             image = doc.render_page(index)
             decision = hand_off.decision or steps_of.decide_page(image, doc.page_dpi(index), options,
                                                                  self._resources(), steps, hand_off.note)
@@ -161,33 +162,39 @@ class OCRJobs:
         return self._run_step(job_id, options, index, body)
 
     def _collect_vlm(self, hand_off: PageHandOff, decision: PageDecision, steps: PageSteps, index: int,
-                     number: int, options: OCROptions, start: float) -> PageResult | PageDecision:
+                     options: OCROptions, start: float) -> PageResult | PageDecision:
         """The answer to the VLM job the OCR process sent, within what is left of its time limit."""
         from maoocr.pipeline import page as steps_of
 
         vlm = steps.engine_for("vlm")
-        waited = time.time() - hand_off.vlm_sent_at
-        try:
-            result = self.generate.collect(hand_off.vlm_job, vlm.model, vlm.timeout_s - waited)
-            ocr = vlm.reading(result, hand_off.page_size, (time.time() - hand_off.vlm_sent_at) * 1000)
-        except Exception as exc:  # whatever went wrong with the VLM, PP-OCR can still read the page
-            return steps_of.vlm_fell_back(decision, exc, (time.time() - hand_off.vlm_sent_at) * 1000)
-        return steps_of.page_result(ocr, index, number, options, decision, start)
 
-    def _run_step(self, job_id: str, options: OCROptions, index: int, body):
+        def since_sent_s() -> float:
+            return time.time() - hand_off.vlm_sent_at
+
+        try:
+            result = self.generate.collect(hand_off.vlm_job, vlm.model, vlm.timeout_s - since_sent_s())
+            ocr = vlm.reading(result, hand_off.page_size, since_sent_s() * 1000)
+        except Exception as exc:  # whatever went wrong with the VLM, PP-OCR can still read the page
+            return steps_of.vlm_fell_back(decision, exc, since_sent_s() * 1000)
+        return steps_of.page_result(ocr, index, hand_off.page, options, decision, start)
+
+    def _run_step(self, job_id: str, options: OCROptions, index: int, body, page_number: int | None = None):
         """Runs one leg of a page; any failure becomes a failed page with its reason, never a failed job. A final
-        page result is counted towards the job's progress."""
-        page_number = index + 1
+        page result is counted towards the job's progress. With `page_number` the leg needs no document: it is
+        not loaded (`body` gets None)."""
+        number = page_number or index + 1
         began = time.monotonic()
         try:
-            doc = self.document(job_id, options)
-            page_number = doc.page_numbers[index]
+            doc = None
+            if page_number is None:
+                doc = self.document(job_id, options)
+                number = doc.page_numbers[index]
             outcome = body(doc, self._page_steps(), time.perf_counter())
         except MaoOCRError as exc:
-            outcome = failed_page(index, page_number, exc.code, exc.message)
+            outcome = failed_page(index, number, exc.code, exc.message)
         except Exception as exc:  # one bad page must not take the document down
-            log.exception("job=%s page=%d failed", job_id, page_number)
-            outcome = failed_page(index, page_number, "page_failed", f"{type(exc).__name__}: {exc}")
+            log.exception("job=%s page=%d failed", job_id, number)
+            outcome = failed_page(index, number, "page_failed", f"{type(exc).__name__}: {exc}")
         if isinstance(outcome, PageResult):
             self._page_done(job_id, outcome, began)
         return outcome
@@ -197,13 +204,14 @@ class OCRJobs:
         runs the model steps itself, waiting on the model, rather than leave pages on a queue no one serves."""
         if not self.hand_off_models or not isinstance(self.generate, QueuedGeneration):
             return False
-        if time.monotonic() - self._models_worker_seen > MODELS_WORKER_RECHECK_S:
+        looked_at, alive = self._models_worker
+        if time.monotonic() - looked_at > MODELS_WORKER_RECHECK_S:
             queue = self.settings.queues.ocr_models
-            if not any(w.get("queue") == queue for w in live_workers(self.jobs.redis)):
+            alive = any(w.get("queue") == queue for w in live_workers(self.jobs.redis))
+            if not alive:
                 log.warning("no model-steps worker (queue %s) is alive: this OCR process waits on the model", queue)
-                return False
-            self._models_worker_seen = time.monotonic()
-        return True
+            self._models_worker = (time.monotonic(), alive)
+        return alive
 
     def _page_steps(self) -> PageSteps:
         # Imported here: the API process uses this class to accept uploads and must not load OpenCV or ONNX.

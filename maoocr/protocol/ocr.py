@@ -104,3 +104,4 @@ class PageHandOff(BaseModel):
     vlm_job: str | None = Field(None, description="the VLM's transcription, already asked for as this job")
     vlm_sent_at: float = Field(0.0, description="when it was asked (epoch seconds): its time limit runs from there")
     page_size: tuple[int, int] = Field((0, 0), description="the upright page the VLM reads, in pixels")
+    page: int = Field(0, description="its 1-based page number in the original document")
