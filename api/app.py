@@ -7,6 +7,7 @@ from flask import Flask
 from api import documents, generate, health, jobs, metrics, openai, openapi
 from api.auth import init_auth
 from api.errors import register_error_handlers
+from api.request_id import init_request_id
 from api.services import Services
 from api.ws import sock
 from maoocr.config import Settings, load_settings
@@ -23,4 +24,5 @@ def create_app(settings: Settings | None = None) -> Flask:
     sock.init_app(app)
     register_error_handlers(app)
     init_auth(app, settings.auth.keys())
+    init_request_id(app)
     return app

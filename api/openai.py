@@ -11,7 +11,7 @@ from api.auth import current_owner
 from api.requests import parse_body
 from api.services import services
 from api.sse import event, sse_response
-from maoocr.errors import error_from_dict
+from maoocr.errors import MaoOCRError, error_from_dict
 from maoocr.protocol.generation import StreamChunk
 from maoocr.protocol.openai import (AssistantMessage, ChatChoice, ChatChunkChoice, ChatCompletion,
                                     ChatCompletionChunk, ChatCompletionRequest, Completion, CompletionChoice,
@@ -33,6 +33,15 @@ def chat_completions():
 def completions():
     req = parse_body(CompletionRequest)
     return _serve(req, "cmpl-", _completion_full, _completion_chunk, CompletionChunk)
+
+
+@bp.post("/tokenize")
+@bp.post("/detokenize")
+def tokenizer_not_served():
+    # vLLM's server has these; its benchmark client probes /tokenize and carries on without it on any error.
+    # The API holds no tokenizer (the workers do), so the answer is a plain 404 that says so.
+    raise MaoOCRError("this API does not tokenize: count tokens with the model's own tokenizer, or read "
+                      "`usage` in a completion's answer", code="not_found", http_status=404)
 
 
 @bp.get("/v1/models")

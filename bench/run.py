@@ -1,5 +1,5 @@
 """`python -m bench.run [--only p1,p2,p3,p4,intake,claims,burst_end,complexity,reliability,doc_accuracy,ocr_speed,
-vlm_pages,up_stop]` (`make bench`): runs benchmarks and prints one JSON line per figure."""
+vlm_pages,up_stop,serve]` (`make bench`): runs benchmarks and prints one JSON line per figure."""
 
 from __future__ import annotations
 
@@ -116,10 +116,25 @@ def _vlm_pages(args) -> list[dict]:
     return p5_vlm_pages.run(options)
 
 
+def _serve(args) -> list[dict]:
+    from bench import serve_compare
+
+    options = serve_compare.ServeOptions(gpu=args.gpu, dummy=args.dummy, rounds=args.rounds or 2,
+                                         max_model_len=args.max_model_len or 1024,
+                                         stream_interval=args.stream_interval or 1)
+    if args.scenarios:
+        options.scenarios = tuple(s.strip() for s in args.scenarios.split(",") if s.strip())
+        unknown = set(options.scenarios) - set(serve_compare.SCENARIOS)
+        if unknown:
+            raise SystemExit(f"serve: unknown scenario(s) {', '.join(sorted(unknown))}; "
+                             f"known: {', '.join(serve_compare.SCENARIOS)}")
+    return serve_compare.run(options)
+
+
 BENCHMARKS = {"p1": _p1, "p2": _p2, "p3": _p3, "p4": _p4, "intake": _intake, "claims": _claims,
               "burst_end": _burst_end, "complexity": _complexity, "reliability": _reliability,
               "doc_accuracy": _doc_accuracy, "ocr_speed": _ocr_speed, "vlm_pages": _vlm_pages,
-              "up_stop": _up_stop}
+              "up_stop": _up_stop, "serve": _serve}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,7 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-tokens", type=int,
                         help="P1: output tokens per job (default 128); vlm_pages: per page (default 16)")
     parser.add_argument("--model-path", help="P1: weights to serve (default: the tiny demo model)")
-    parser.add_argument("--dummy", choices=["0.5b", "7b"], help="P1: Qwen2.5 architecture with dummy weights")
+    parser.add_argument("--dummy", choices=["0.5b", "7b"],
+                        help="P1, serve: Qwen2.5 architecture with dummy weights")
+    parser.add_argument("--scenarios", help="serve: burst,poisson,single (default: all three)")
     parser.add_argument("--gpu", action="store_true",
                         help="P1-P3, vlm_pages: run the worker (and P1/P2/vlm_pages' direct engine) on GPU 0")
     parser.add_argument("--max-model-len", type=int,
@@ -144,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="P1: after the bursts, rounds where each of --concurrency clients sends K jobs in turn "
                              "(output lengths spread over max_tokens/2..3*max_tokens/2)")
     parser.add_argument("--sustained-rounds", type=int, default=2, help="P1: measured sustained rounds per path")
-    parser.add_argument("--stream-interval", type=int, help="P1: the engine's stream_interval (default: its own)")
+    parser.add_argument("--stream-interval", type=int, help="P1: the engine's stream_interval (default: its own); serve: "
+                                                                    "both products' (default 1, vllm serve's)")
     parser.add_argument("--api-workers", type=int, default=0,
                         help="P1, P2, burst_end: serve the API with gunicorn gthread, this many processes (default 0: one "
                              "`maoocr api` process)")
