@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def create_wsgi_app() -> Flask:
-    """The WSGI app for gunicorn: `gunicorn -k gthread --threads 64 'api.server:create_wsgi_app()'`.
+    """The WSGI app for gunicorn: `gunicorn -k gthread --workers 4 --threads 256 'api.server:create_wsgi_app()'`.
 
     Threads, not sync workers: every SSE stream, WebSocket and waiting request holds one while its job runs.
     """
