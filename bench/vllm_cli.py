@@ -6,8 +6,8 @@ platform detection reads it ("+cpu" marks the CPU build), then vLLM's `main` run
 
 from __future__ import annotations
 
-import importlib.metadata as metadata
 import sys
+from importlib import metadata
 
 _version = metadata.version
 
