@@ -11,6 +11,7 @@ from api.request_id import init_request_id
 from api.services import Services
 from api.ws import sock
 from maoocr.config import Settings, load_settings
+from maoocr.webhooks.delivery import WebhookSender
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -25,4 +26,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     register_error_handlers(app)
     init_auth(app, settings.auth.keys())
     init_request_id(app)
+    if settings.webhooks.secret:
+        services = app.extensions["maoocr"]
+        app.extensions["maoocr.webhooks"] = WebhookSender(services.jobs.redis, services.jobs, settings.webhooks).start()
     return app

@@ -21,7 +21,9 @@ def upload():
     if upload is None:
         raise InvalidRequest("send the document as multipart/form-data in a field named 'file'")
     options = OCROptions.model_validate(_form_options())
-    record, pages = svc.ocr.accept(upload.read(), options, ocr_split_message, owner=current_owner())
+    owner = current_owner()
+    webhook_url = svc.webhook_for(request.form.get("webhook_url") or None, owner)
+    record, pages = svc.ocr.accept(upload.read(), options, ocr_split_message, owner=owner, webhook_url=webhook_url)
     body, status, headers = accepted(record)
     body["pages"] = pages
     return body, status, headers

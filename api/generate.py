@@ -25,7 +25,7 @@ def generate():
     svc = services()
     req = parse_body(GenerateRequest)
     params = req.to_params(svc.settings.default_model, min(256, svc.settings.limits.max_tokens))
-    record = svc.submit_generation(params, owner=current_owner())
+    record = svc.submit_generation(params, owner=current_owner(), webhook_url=req.webhook_url)
     if not req.wait:
         return accepted(record)
     result = svc.wait_generation(record.id)

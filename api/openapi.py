@@ -90,6 +90,7 @@ def _document_form() -> dict:
                   "description": "one page '3' or a range '2-5' (1-based, inclusive)"},
         "first_page": {"type": "integer", "minimum": 1},
         "last_page": {"type": "integer", "minimum": 1},
+        "webhook_url": {"type": "string", "description": "POSTed the job's record, signed, when the job ends"},
     }}
 
 
@@ -124,6 +125,9 @@ def _paths() -> dict[str, dict[str, dict]]:
         "/v1/models": {"get": {"summary": "Configured models, their context length and live workers",
                                "tags": ["openai"], "responses": {"200": _json(_out(ModelList), "The models"),
                                                                  "503": _error("Redis is unavailable")}}},
+        **{path: {"post": {"summary": f"vLLM's {path}: not served (the API holds no tokenizer); a clear 404",
+                           "tags": ["openai"], "responses": {"404": _error("Not served (not_found)")}}}
+           for path in ("/tokenize", "/detokenize")},
         "/v1/jobs/{job_id}": {
             "get": {"summary": "A job's record", "tags": ["jobs"], "parameters": [_JOB_ID],
                     "responses": {"200": _json(_out(JobRecord), "The job record"), **_JOB_404}},

@@ -19,6 +19,7 @@ from maoocr.store.client import connect
 from maoocr.store.jobs import JobStore
 from maoocr.store.streams import StreamStore
 from maoocr.tasks import generation_message
+from maoocr.webhooks.targets import webhook_for_job
 
 END_CHUNK_GRACE_S = 5.0
 
@@ -37,10 +38,15 @@ class Services:
         ocr = OCRJobs(settings, jobs, streams, connect(settings.redis_url, decode=False))
         return cls(settings, jobs, streams, ocr)
 
-    def submit_generation(self, params: GenerationParams, owner: str | None = None) -> JobRecord:
+    def submit_generation(self, params: GenerationParams, owner: str | None = None,
+                          webhook_url: str | None = None) -> JobRecord:
         # Record and task message in one atomic Redis step, the message built without Celery's producer
         # (maoocr/tasks.py says why).
-        return submit_generation(self.settings, self.jobs, params, generation_message, owner)
+        return submit_generation(self.settings, self.jobs, params, generation_message, owner,
+                                 self.webhook_for(webhook_url, owner))
+
+    def webhook_for(self, requested: str | None, owner: str | None) -> str | None:
+        return webhook_for_job(self.settings.webhooks, requested, owner)
 
     def follow(self, job_id: str, after: int = -1) -> Iterator[StreamChunk]:
         """A job's chunks, replayed then live, until it ends (or its record says it ended without an end chunk)."""

@@ -207,6 +207,22 @@ class AuthSettings(_Strict):
         return ApiKeys.parse(self.api_keys)
 
 
+class WebhookSettings(_Strict):
+    secret: str | None = Field(None, description=(
+        "Signs every webhook (X-MaoOCR-Signature: HMAC-SHA256). Null: webhooks are off and a job that names a "
+        "webhook_url is refused. MAOOCR_WEBHOOKS__SECRET sets it."))
+    allow_private: bool = Field(False, description=(
+        "Allow targets on loopback, private, link-local and other non-public addresses (a webhook could "
+        "otherwise reach services inside your network on the caller's behalf)."))
+    key_defaults: dict[str, str] = Field(default_factory=dict, description=(
+        "API key id (the `owner` on its jobs: the first 16 hex digits of the key's sha256) → the webhook_url "
+        "its jobs get when they name none."))
+    timeout_s: float = Field(10.0, gt=0, description="Per delivery attempt.")
+    max_attempts: int = Field(8, ge=1, description="Attempts per job before the delivery is given up.")
+    backoff_s: float = Field(2.0, gt=0, description="Wait before the first retry; doubles after each failure.")
+    max_backoff_s: float = Field(600.0, gt=0)
+
+
 class MetricsSettings(_Strict):
     worker_port: int | None = Field(None, ge=0, le=65535, description=(
         "Port of each worker's Prometheus exporter (null: none; 0: any free port, announced in the worker's "
@@ -226,6 +242,7 @@ class Settings(_Strict):
     metrics: MetricsSettings = MetricsSettings()
     worker: WorkerSettings = WorkerSettings()
     auth: AuthSettings = AuthSettings()
+    webhooks: WebhookSettings = WebhookSettings()
     log_level: str = "WARNING"
     task_events: bool = Field(False, description="Celery task events from the start (Flower enables them anyway).")
     stream_timestamps: bool = Field(False, description="Bench/debug: LLM workers stamp each token chunk with "

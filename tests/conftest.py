@@ -42,9 +42,15 @@ def tiny_model(tmp_path_factory) -> Path:
     return build_demo_model(tmp_path_factory.mktemp("tiny-model"))
 
 
+# Webhooks on, to the tests' own receivers on loopback, retried quickly and given up after 3 attempts.
+WEBHOOKS_ENV = {"MAOOCR_WEBHOOKS__SECRET": "test-webhook-secret", "MAOOCR_WEBHOOKS__ALLOW_PRIVATE": "true",
+                "MAOOCR_WEBHOOKS__BACKOFF_S": "0.2", "MAOOCR_WEBHOOKS__MAX_ATTEMPTS": "3"}
+
+
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory, redis_url, tiny_model) -> Stack:
-    running = start_stack(tmp_path_factory.mktemp("stack"), redis_url, str(tiny_model), ocr_worker=True)
+    running = start_stack(tmp_path_factory.mktemp("stack"), redis_url, str(tiny_model), ocr_worker=True,
+                          env=WEBHOOKS_ENV)
     yield running
     running.stop()
 

@@ -13,13 +13,13 @@ from maoocr.tasks import TaskMessage
 
 
 def submit_generation(settings: Settings, jobs: JobStore, params: GenerationParams, message: TaskMessage,
-                      owner: str | None = None) -> JobRecord:
+                      owner: str | None = None, webhook_url: str | None = None) -> JobRecord:
     validate_params(params, settings)
     job_id = new_job_id()
     queue = settings.queues.llm_queue(params.model)
     payload = GenerationTask(job_id=job_id, params=params).model_dump(mode="json")
     return jobs.create("generation", model=params.model, owner=owner, job_id=job_id,
-                       enqueue=(queue, message(payload, queue)))
+                       enqueue=(queue, message(payload, queue)), webhook_url=webhook_url)
 
 
 def wait_generation(jobs: JobStore, job_id: str, timeout_s: float) -> GenerationResult:

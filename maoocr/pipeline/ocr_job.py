@@ -59,7 +59,7 @@ class OCRJobs:
 
     # -- API side -------------------------------------------------------------------------------------------
     def accept(self, data: bytes, options: OCROptions, message: TaskMessage,
-               owner: str | None = None) -> tuple[JobRecord, int]:
+               owner: str | None = None, webhook_url: str | None = None) -> tuple[JobRecord, int]:
         """Validate the upload (format, size, pages, pixels: errors are 4xx), store it and queue the job's split
         task (built by `message`); returns the job and its page count."""
         doc = load_document(data, self.settings.documents, options.page_range)
@@ -69,7 +69,7 @@ class OCRJobs:
         queue = self.settings.queues.ocr
         payload = OCRTask(job_id=job_id, options=options).model_dump(mode="json")
         record = self.jobs.create("ocr", owner=owner, job_id=job_id, progress={"done": 0, "total": doc.page_count},
-                                  enqueue=(queue, message(payload, queue)))
+                                  enqueue=(queue, message(payload, queue)), webhook_url=webhook_url)
         return record, doc.page_count
 
     # -- worker side ----------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ class GenerateRequest(BaseModel):
     ignore_eos: bool = False
     json_schema: dict | None = Field(None, description="Constrain the output to JSON valid against this schema")
     wait: bool = Field(False, description="Hold the request until the job ends and answer with its text")
+    webhook_url: str | None = Field(None, description="POSTed the job's record, signed, when the job ends")
 
     def to_params(self, default_model: str, default_max_tokens: int) -> GenerationParams:
         return GenerationParams(prompt=self.prompt, model=self.model or default_model,

@@ -30,6 +30,12 @@ class JobRecord(BaseModel):
     progress: dict[str, Any] | None = None
     result: dict[str, Any] | None = None
     error: JobError | None = None
+    # Set when the job was submitted with a webhook (or its API key has a default one): where the job's end is
+    # POSTed, and how that delivery went (pending until it is delivered or given up).
+    webhook_url: str | None = None
+    webhook_status: Literal["pending", "delivered", "failed"] | None = None
+    webhook_attempts: int | None = None
+    webhook_error: str | None = None
 
     @property
     def terminal(self) -> bool:

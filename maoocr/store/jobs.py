@@ -16,10 +16,11 @@ from maoocr.protocol.generation import StreamChunk
 from maoocr.protocol.jobs import TERMINAL, JobError, JobKind, JobRecord, JobStatus
 from maoocr.store.combined_calls import CombinedCalls
 from maoocr.store.job_events import JobDoneListener
-from maoocr.store.keys import CANCEL_CHANNEL, JOB_KEY, JOB_STATS_KEY, WORKER_KEY, lua_key
+from maoocr.store.keys import CANCEL_CHANNEL, JOB_KEY, JOB_STATS_KEY, WEBHOOKS_DUE_KEY, WORKER_KEY, lua_key
 from maoocr.store.streams import StreamStore
 
-TAKEN_OVER = "taken_over"  # a fenced transition's "status before": the job is another worker's now
+TAKEN_OVER = "taken_over"
+_ID_STARTS = str(len(JOB_KEY.format("")) + 1)  # where the id begins in a job's key (Lua strings count from 1)  # a fenced transition's "status before": the job is another worker's now
 
 # Keeps JOB_STATS_KEY in the same step as every status change; prepended to the scripts below (KEYS[1]: the job).
 _COUNT = f"""
@@ -64,7 +65,13 @@ for i = 6, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 redis.call('HSET', KEYS[1], 'move_call', ARGV[5], 'move_before', cur)
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
 if ARGV[7] ~= cur then count(cur, ARGV[7]) end
-if ARGV[3] == '1' then redis.call('PUBLISH', KEYS[1] .. ':done', ARGV[7]) end  -- DONE_CHANNEL
+if ARGV[3] == '1' then
+  redis.call('PUBLISH', KEYS[1] .. ':done', ARGV[7])  -- DONE_CHANNEL
+  -- A job with a webhook is due for it in the same step that ends it: no end can be missed, none sent twice.
+  if redis.call('HEXISTS', KEYS[1], 'webhook_url') == 1 then
+    redis.call('ZADD', '""" + WEBHOOKS_DUE_KEY + """', 'NX', 0, string.sub(KEYS[1], """ + _ID_STARTS + """))
+  end
+end
 return {1, cur}
 """
 
@@ -160,11 +167,12 @@ class JobStore:
 
     def create(self, kind: JobKind, *, model: str | None = None, owner: str | None = None,
                job_id: str | None = None, progress: dict | None = None,
-               enqueue: tuple[str, str] | None = None) -> JobRecord:
+               enqueue: tuple[str, str] | None = None, webhook_url: str | None = None) -> JobRecord:
         """A new queued record. `enqueue` = (list, message): the broker message that runs the job, pushed on
         that Redis list in the same atomic step, so the record and its message exist together or not at all."""
         record = JobRecord(id=job_id or new_job_id(), kind=kind, status="queued", model=model, owner=owner,
-                           created_at=time.time(), progress=progress)
+                           created_at=time.time(), progress=progress, webhook_url=webhook_url,
+                           webhook_status="pending" if webhook_url else None)
         queue, message = enqueue if enqueue is not None else ("", "")
         args: list[str | int] = [self.ttl_s, f"{kind}:queued", message]
         for field_name, value in encode_fields(record.model_dump(exclude_none=True)).items():

@@ -10,6 +10,10 @@ Job records (`maoocr.store.jobs`), one per job, all with the job's TTL (`ttls.jo
   maoocr:stats:jobs             hash    "<kind>:<status>" → jobs in that state now or ended so far (/metrics)
   maoocr:control:cancel         channel a job id to cancel: the worker running it aborts it
 
+Webhooks (`maoocr.webhooks`):
+  maoocr:webhooks:due           zset    job ids whose webhook is to be sent, scored by when the next attempt is due
+                                        (added in the step that ends the job; a sender leases one by moving its score)
+
 Job streams (`maoocr.store.streams`), with the stream TTL (`ttls.stream_s`):
   maoocr:stream:<id>            channel each chunk as it is appended (live followers)
   maoocr:stream:<id>:replay     list    every chunk in seq order (late followers replay it first)
@@ -34,6 +38,7 @@ SPLIT_KEY = "maoocr:job:{}:split"
 DOC_KEY = "maoocr:doc:{}"
 JOB_STATS_KEY = "maoocr:stats:jobs"
 CANCEL_CHANNEL = "maoocr:control:cancel"
+WEBHOOKS_DUE_KEY = "maoocr:webhooks:due"
 
 STREAM_CHANNEL = "maoocr:stream:{}"
 REPLAY_KEY = "maoocr:stream:{}:replay"
