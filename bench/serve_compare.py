@@ -123,7 +123,7 @@ def client_args(scenario: Scenario, backend: str, base_url: str, tokenizer: str,
             "--random-output-len", str(scenario.output_len), "--num-prompts", str(scenario.num_prompts),
             "--request-rate", scenario.request_rate, "--ignore-eos", "--seed", str(seed),
             "--percentile-metrics", "ttft,tpot,itl,e2el", "--metric-percentiles", "50,99", "--disable-tqdm",
-            "--ready-check-timeout-sec", "0"]
+            "--ready-check-timeout-sec", "0", "--save-detailed"]
     if scenario.max_concurrency:
         args += ["--max-concurrency", str(scenario.max_concurrency)]
     return args
@@ -168,9 +168,21 @@ LATENCIES = {"ttft_p50_ms": "median_ttft_ms", "ttft_p99_ms": "p99_ttft_ms", "tpo
              "tpot_p99_ms": "p99_tpot_ms", "itl_p50_ms": "median_itl_ms", "itl_p99_ms": "p99_itl_ms"}
 
 
+def long_gaps(result: dict) -> dict:
+    """Where in their streams the gaps above the run's ITL p99 fell (token positions): early gaps point at the
+    requests still arriving, spread ones at steady-state stalls."""
+    itls = result.get("itls") or []
+    positions = [i for gaps in itls for i, gap in enumerate(gaps) if gap * 1000 > result["p99_itl_ms"]]
+    if not positions:
+        return {}
+    return {"long_gaps": len(positions), "long_gap_position_p50": statistics.median(positions),
+            "long_gaps_in_first_16_tokens": round(sum(p < 16 for p in positions) / len(positions), 3)}
+
+
 def summarise(result: dict) -> dict:
     """The figures of one client run (vLLM's own result keys)."""
     summary = {k: round(result[v], 2) for k, v in LATENCIES.items()}
+    summary.update(long_gaps(result))
     failed = result.get("failed", result["num_prompts"] - result["completed"])
     errors = [e for e in result.get("errors", []) if e][:3]
     return {"output_tok_s": round(result["output_throughput"], 1), "completed": result["completed"],
@@ -204,7 +216,9 @@ def figures(runs: list[dict], common: dict) -> Iterator[dict]:
                "vllm_serve": {key: median(theirs, key) for key in LATENCIES},
                "note": "medians over rounds of each run's p50 / p99"}
         yield {"metric": "serve_itl_p99_ratio", "value": round(median(ours, "itl_p99_ms") / median(theirs,
-               "itl_p99_ms"), 3), "goal": "<= 1.2", **where}
+               "itl_p99_ms"), 3), "goal": "<= 1.2", **where,
+               **{f"{name}_long_gaps": [{k: v for k, v in row.items() if "gap" in k} for row in rows]
+                  for name, rows in (("maoocr", ours), ("vllm_serve", theirs))}}
         if scenario == "single":
             yield {"metric": "serve_ttft_p50_excess_ms",
                    "value": round(median(ours, "ttft_p50_ms") - median(theirs, "ttft_p50_ms"), 2),
