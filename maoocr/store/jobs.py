@@ -67,7 +67,7 @@ redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
 if ARGV[7] ~= cur then count(cur, ARGV[7]) end
 if ARGV[3] == '1' then
   redis.call('PUBLISH', KEYS[1] .. ':done', ARGV[7])  -- DONE_CHANNEL
-  -- A job with a webhook is due for it in the same step that ends it: no end can be missed, none sent twice.
+  -- A job with a webhook is due for it in the same step that ends it: no end can be missed, none queued twice.
   if redis.call('HEXISTS', KEYS[1], 'webhook_url') == 1 then
     redis.call('ZADD', '""" + WEBHOOKS_DUE_KEY + """', 'NX', 0, string.sub(KEYS[1], """ + _ID_STARTS + """))
   end
