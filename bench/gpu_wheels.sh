@@ -11,7 +11,8 @@ rm -rf .gpuw && mkdir -p .gpuw/wheels
 for wheel in celery kombu billiard vine amqp click click-didyoumean click-repl click-plugins prompt-toolkit wcwidth \
              python-dateutil six tzdata tzlocal redis flask werkzeug itsdangerous blinker jinja2 markupsafe flask-sock \
              simple-websocket wsproto h11 pydantic-settings python-dotenv nvidia-ml-py gunicorn pypdfium2 \
-             prometheus-client websocket-client; do
+             prometheus-client websocket-client \
+             uvicorn model-hosting-container-standards jmespath; do  # the last three: `vllm serve` (bench serve)
   python3 -m pip download -q "${plat[@]}" -d .gpuw/wheels "$wheel"
 done
 work=$(mktemp -d) && trap 'rm -rf "$work"' EXIT
