@@ -53,13 +53,19 @@ def test_tokenize_probe_gets_a_clear_404(stack):
 
 
 def test_first_chat_chunk_carries_the_first_token(stack):
-    """A role-only first chunk would let a client time its first token before any token exists: at one token per
-    chunk (the CPU's stream interval), a 4-token answer is exactly 4 chunks, the first with the role."""
+    """A role-only first chunk would let a client time its first token before any token exists. The OpenAI stream
+    is held against the job's own stream: one frame per token chunk (plus a closing frame when the last token chunk
+    carries no finish_reason), and the first frame is the first token chunk's text with the role."""
     body = {"model": MODEL_NAME, "messages": [{"role": "user", "content": "hello"}], "max_tokens": 4,
             "ignore_eos": True, "stream": True}
     with requests.post(stack.base_url + "/v1/chat/completions", json=body, stream=True, timeout=60) as answer:
         frames = [json.loads(line[len(b"data: "):]) for line in answer.iter_lines()
                   if line.startswith(b"data: {")]
     with_choices = [f for f in frames if f["choices"]]
-    assert len(with_choices) == 4
-    assert with_choices[0]["choices"][0]["delta"]["role"] == "assistant"
+    job_id = frames[0]["id"].split("-", 1)[1]
+    with requests.get(f"{stack.base_url}/v1/jobs/{job_id}/events", stream=True, timeout=60) as events:
+        chunks = [json.loads(line[len(b"data: "):]) for line in events.iter_lines() if line.startswith(b"data: ")]
+    tokens = [c for c in chunks if c["event"] == "token"]
+    assert 1 <= len(tokens) <= 4
+    assert len(with_choices) == len(tokens) + (0 if tokens[-1]["finish_reason"] else 1)
+    assert with_choices[0]["choices"][0]["delta"] == {"role": "assistant", "content": tokens[0]["delta"]}
