@@ -19,8 +19,8 @@ from maoocr.store.job_events import JobDoneListener
 from maoocr.store.keys import CANCEL_CHANNEL, JOB_KEY, JOB_STATS_KEY, WEBHOOKS_DUE_KEY, WORKER_KEY, lua_key
 from maoocr.store.streams import StreamStore
 
-TAKEN_OVER = "taken_over"
-_ID_STARTS = str(len(JOB_KEY.format("")) + 1)  # where the id begins in a job's key (Lua strings count from 1)  # a fenced transition's "status before": the job is another worker's now
+TAKEN_OVER = "taken_over"  # a fenced transition's "status before": the job is another worker's now
+_ID_STARTS = str(len(JOB_KEY.format("")) + 1)  # where the id begins in a job's key (Lua strings count from 1)
 
 # Keeps JOB_STATS_KEY in the same step as every status change; prepended to the scripts below (KEYS[1]: the job).
 _COUNT = f"""
