@@ -27,6 +27,5 @@ def create_app(settings: Settings | None = None) -> Flask:
     init_auth(app, settings.auth.keys())
     init_request_id(app)
     if settings.webhooks.secret:
-        services = app.extensions["maoocr"]
-        app.extensions["maoocr.webhooks"] = WebhookSender(services.jobs.redis, services.jobs, settings.webhooks).start()
+        app.extensions["maoocr.webhooks"] = WebhookSender(app.extensions["maoocr"].jobs, settings.webhooks).start()
     return app

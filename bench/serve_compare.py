@@ -62,7 +62,7 @@ class ServeOptions:
     scenarios: tuple[str, ...] = tuple(SCENARIOS)
     backends: tuple[str, ...] = tuple(BACKENDS)
     max_num_seqs: int = 512
-    max_num_batched_tokens: int | None = None  # default: 16384 on GPU (MaoOCR's GPU default), 4096 on CPU
+    max_num_batched_tokens: int | None = None  # default: MaoOCR's GPU default (16384) on GPU, 4096 on CPU
     max_model_len: int = 1024
     # Both products' stream interval; None: each its own default (vllm serve 1 token a chunk; MaoOCR 8 on a GPU,
     # 1 on a CPU). vLLM's client counts a chunk as one inter-token gap, so ITL compares like with like only when equal.
@@ -76,7 +76,9 @@ def compose_api_serving(compose_file: Path = ROOT / "docker-compose.yml") -> tup
 
 
 def engine_settings(options: ServeOptions, load_format: str, tokenizer: str) -> dict:
-    batched = options.max_num_batched_tokens or (16384 if options.gpu else 4096)
+    from maoocr.engines.memory import GPU_BATCHED_TOKENS
+
+    batched = options.max_num_batched_tokens or (GPU_BATCHED_TOKENS if options.gpu else 4096)
     settings = {"max_model_len": options.max_model_len, "max_num_seqs": options.max_num_seqs,
                 "max_num_batched_tokens": batched, "load_format": load_format, "tokenizer": tokenizer}
     if options.stream_interval:
@@ -102,10 +104,17 @@ def vllm_serve_args(model_path: str, port: int, settings: dict) -> list[str]:
     return args
 
 
+def vllm_env(scratch: Path) -> dict[str, str]:
+    """The environment of vLLM's own processes (`vllm serve`, its client): a stack process's, without MaoOCR's
+    config."""
+    env = service_env(scratch / "unused.yaml", scratch)
+    env.pop("MAOOCR_CONFIG")
+    return env
+
+
 def start_vllm_serve(work: Path, model_path: str, settings: dict, gpu: bool) -> tuple[Proc, str]:
     port = free_port()
-    env = service_env(work / "vllm-serve.yaml", work / "vllm-serve-tmp")
-    env.pop("MAOOCR_CONFIG")
+    env = vllm_env(work / "vllm-serve-tmp")
     env.update(VLLM_NO_USAGE_STATS="1", VLLM_CACHE_ROOT=str(work / "vllm-serve-cache"))
     if not gpu:
         env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # the KV cache MaoOCR's worker gives itself on a CPU
@@ -223,10 +232,10 @@ def figures(runs: list[dict], common: dict) -> Iterator[dict]:
             yield {"metric": "serve_ttft_p50_excess_ms",
                    "value": round(median(ours, "ttft_p50_ms") - median(theirs, "ttft_p50_ms"), 2),
                    "goal": "<= 10", **where}
+        errors = [row["errors"] for row in ours + theirs if "errors" in row]
         yield {"metric": "serve_failed_requests", **where,
                "maoocr": sum(o["failed"] for o in ours), "vllm_serve": sum(t["failed"] for t in theirs),
-               **({"errors": [o["errors"] for o in ours + theirs if "errors" in o]} if any(
-                   "errors" in o for o in ours + theirs) else {})}
+               **({"errors": errors} if errors else {})}
 
 
 def build_model(options: ServeOptions, work: Path) -> tuple[str, str, str]:
@@ -279,9 +288,7 @@ def run(options: ServeOptions) -> Iterator[dict]:
         results.mkdir()
         runs = plan(options, {"maoocr": stack.base_url, "vllm_serve": serve_url}, tokenizer, results)
         (results / "runs.json").write_text(json.dumps({"runs": runs, "common": common}))
-        env = service_env(stack.config, work / "client-tmp")
-        env.pop("MAOOCR_CONFIG")
-        run_client(runs, work, env)
+        run_client(runs, work, vllm_env(work / "client-tmp"))
         yield from figures(runs, {**common, "results": str(results)})
     finally:
         if serve is not None:

@@ -14,6 +14,7 @@ from maoocr.config import ModelConfig
 
 MIB = 1024 * 1024
 GPU_STREAM_INTERVAL = 8
+GPU_BATCHED_TOKENS = 16384  # tokens per engine step on a GPU: what vLLM's offline LLM schedules (see below)
 
 
 class GpuInfo(BaseModel):
@@ -126,7 +127,7 @@ def derive_engine_settings(model: ModelConfig, gpus: list[GpuInfo], force_cpu: b
 
     # The resident engine is a throughput server: schedule like vLLM's offline LLM (16384 tokens per step), not
     # like its async default (2048), which leaves much of a large GPU's throughput unused under many requests.
-    max_num_batched_tokens = model.max_num_batched_tokens or max(16384, model.max_model_len)
+    max_num_batched_tokens = model.max_num_batched_tokens or max(GPU_BATCHED_TOKENS, model.max_model_len)
 
     # A busy GPU worker's front end is one Python process: a delta per request per engine step becomes its
     # bottleneck. Gathering a few tokens per chunk cuts that work; the first token still goes at once.

@@ -37,17 +37,17 @@ _DELIVERY_FIELDS = {"webhook_status", "webhook_attempts", "webhook_error"}
 
 
 class WebhookSender:
-    def __init__(self, client: redis.Redis, jobs: JobStore, settings: WebhookSettings) -> None:
+    def __init__(self, jobs: JobStore, settings: WebhookSettings) -> None:
         assert settings.secret, "webhooks need a secret"
-        self.redis = client
+        self.redis = jobs.redis
         self.jobs = jobs
         self.settings = settings
-        self._lease = client.register_script(_LEASE)
+        self._lease = self.redis.register_script(_LEASE)
         self._stop = threading.Event()
         self._pool = ThreadPoolExecutor(SENDERS, thread_name_prefix="maoocr-webhook")
         self._thread = threading.Thread(target=self._run, name="maoocr-webhooks", daemon=True)
 
-    def start(self) -> "WebhookSender":
+    def start(self) -> WebhookSender:
         self._thread.start()
         return self
 
