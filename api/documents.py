@@ -23,7 +23,8 @@ def upload():
     options = OCROptions.model_validate(_form_options())
     owner = current_owner()
     webhook_url = svc.webhook_for(request.form.get("webhook_url") or None, owner)
-    record, pages = svc.ocr.accept(upload.read(), options, ocr_split_message, owner=owner, webhook_url=webhook_url)
+    record, pages = svc.ocr.accept(upload.read(), options, ocr_split_message, owner=owner, webhook_url=webhook_url,
+                                   priority=_form_priority())
     body, status, headers = accepted(record)
     body["pages"] = pages
     return body, status, headers
@@ -48,3 +49,15 @@ def _form_options() -> dict:
         if key in form:
             options[key] = form[key]
     return options
+
+
+def _form_priority() -> int | str | None:
+    """The form's `priority`: 0-9, 'interactive' or 'bulk' (`maoocr ingest` sends 'bulk'); none: the default."""
+    value = request.form.get("priority", "").strip()
+    if not value:
+        return None
+    if value in ("interactive", "bulk"):
+        return value
+    if value.isdigit() and 0 <= int(value) <= 9:
+        return int(value)
+    raise InvalidRequest(f"priority must be 0 (first) to 9 (last), 'interactive' or 'bulk', not {value[:40]!r}")

@@ -13,26 +13,24 @@ from api.services import services
 from api.sse import event, sse_response
 from maoocr.errors import MaoOCRError, error_from_dict
 from maoocr.protocol.generation import StreamChunk
-from maoocr.protocol.openai import (AssistantMessage, ChatChoice, ChatChunkChoice, ChatCompletion,
-                                    ChatCompletionChunk, ChatCompletionRequest, Completion, CompletionChoice,
-                                    CompletionChunk, CompletionRequest, DeltaMessage, ModelCard, ModelList)
+from maoocr.protocol.openai import (DEFAULT_MAX_TOKENS, ChatChunkChoice, ChatCompletionChunk, ChatCompletionRequest,
+                                    CompletionChoice, CompletionChunk, CompletionRequest, DeltaMessage, ModelCard,
+                                    ModelList, full_chat_completion, full_completion)
 from maoocr.store.heartbeats import live_workers
 
 bp = Blueprint("openai", __name__)
-
-DEFAULT_MAX_TOKENS = 256
 
 
 @bp.post("/v1/chat/completions")
 def chat_completions():
     req = parse_body(ChatCompletionRequest)
-    return _serve(req, "chatcmpl-", _chat_full, _chat_chunk, ChatCompletionChunk)
+    return _serve(req, "chatcmpl-", full_chat_completion, _chat_chunk, ChatCompletionChunk)
 
 
 @bp.post("/v1/completions")
 def completions():
     req = parse_body(CompletionRequest)
-    return _serve(req, "cmpl-", _completion_full, _completion_chunk, CompletionChunk)
+    return _serve(req, "cmpl-", full_completion, _completion_chunk, CompletionChunk)
 
 
 @bp.post("/tokenize")
@@ -115,17 +113,6 @@ def _chat_chunk(index: int, text: str, finish_reason: str | None, continued: boo
 
 def _completion_chunk(index: int, text: str, finish_reason: str | None, continued: bool) -> CompletionChoice:
     return CompletionChoice(index=index, text=text, finish_reason=finish_reason)
-
-
-def _chat_full(response_id: str, result) -> ChatCompletion:
-    return ChatCompletion(id=response_id, model=result.model, usage=result.usage, choices=[
-        ChatChoice(index=c.index, message=AssistantMessage(content=c.text), finish_reason=c.finish_reason)
-        for c in result.choices])
-
-
-def _completion_full(response_id: str, result) -> Completion:
-    return Completion(id=response_id, model=result.model, usage=result.usage, choices=[
-        CompletionChoice(index=c.index, text=c.text, finish_reason=c.finish_reason) for c in result.choices])
 
 
 def _prepend(first: StreamChunk, rest: Iterator[StreamChunk]) -> Iterator[StreamChunk]:

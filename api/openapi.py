@@ -14,6 +14,7 @@ from pydantic.json_schema import models_json_schema
 
 from api.auth import OPEN_PATHS
 from maoocr.protocol.api import GenerateRequest, GenerateResponse, JobAccepted
+from maoocr.protocol.batches import Batch, BatchCreateRequest, BatchList, FileDeleted, FileObject
 from maoocr.protocol.generation import GenerationResult, StreamChunk
 from maoocr.protocol.jobs import JobRecord
 from maoocr.protocol.ocr import DocumentResult, OCROptions
@@ -65,6 +66,10 @@ _BAD = {"400": _error("Malformed JSON, a missing or invalid field, or a prompt b
         "503": _error("Redis is unavailable"), "504": _error("A waiting request timed out")}
 _JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
 _JOB_404 = {"404": _error("No such job, or it expired (job_not_found)")}
+_FILE_ID = {"name": "file_id", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
+_FILE_404 = {"404": _error("No such file, or it expired or was deleted (file_not_found)")}
+_BATCH_ID = {"name": "batch_id", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
+_BATCH_404 = {"404": _error("No such batch, or it expired (batch_not_found)")}
 
 
 def _generation_op(summary: str, body: type[BaseModel], full: type[BaseModel], chunk: type[BaseModel]) -> dict:
@@ -168,6 +173,55 @@ def _paths() -> dict[str, dict[str, dict]]:
                           "415": _error("Not a supported document format"),
                           "422": _error("A supported format that cannot be read (corrupt)"),
                           "503": _error("Redis is unavailable")}}},
+        "/v1/files": {"post": {
+            "summary": "Upload a Batch API input file: JSONL, one request per line", "tags": ["batches"],
+            "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+                "type": "object", "required": ["file", "purpose"], "properties": {
+                    "file": {"type": "string", "format": "binary",
+                             "description": 'UTF-8 JSONL: {"custom_id", "method": "POST", "url", "body"} per line'},
+                    "purpose": {"type": "string", "enum": ["batch"]}}}}}},
+            "responses": {"200": _json(_out(FileObject), "The file object"),
+                          "400": _error("Not purpose 'batch', no `file`, empty, not UTF-8 JSONL, or more lines "
+                                        "than batches.max_lines"),
+                          "413": _error("Larger than batches.max_file_bytes, or a line larger than "
+                                        "batches.max_line_bytes"),
+                          "503": _error("Redis is unavailable")}}},
+        "/v1/files/{file_id}": {
+            "get": {"summary": "A file object", "tags": ["batches"], "parameters": [_FILE_ID],
+                    "responses": {"200": _json(_out(FileObject), "The file object"), **_FILE_404}},
+            "delete": {"summary": "Delete a file (a batch keeps its own copy of its input, and its answers)",
+                       "tags": ["batches"], "parameters": [_FILE_ID],
+                       "responses": {"200": _json(_out(FileDeleted), "Deleted"), **_FILE_404}}},
+        "/v1/files/{file_id}/content": {"get": {
+            "summary": "A file's content: an input file's lines, or a batch's output or error lines in input order",
+            "tags": ["batches"], "parameters": [_FILE_ID],
+            "responses": {"200": {"description": "JSONL", "content": {"application/jsonl": {
+                "schema": {"type": "string"}}}}, **_FILE_404}}},
+        "/v1/batches": {
+            "post": {"summary": "Run every request of an input file as a queued job at bulk priority",
+                     "tags": ["batches"],
+                     "requestBody": {"required": True,
+                                     "content": {"application/json": {"schema": _in(BatchCreateRequest)}}},
+                     "responses": {"200": _json(_out(Batch), "The batch, validating"),
+                                   "400": _error("An unsupported endpoint or completion_window, a file that is not "
+                                                 "purpose 'batch', or invalid metadata"),
+                                   "404": _error("No such input file (file_not_found)")}},
+            "get": {"summary": "The caller's batches, newest first", "tags": ["batches"],
+                    "parameters": [{"name": "after", "in": "query", "required": False, "schema": {"type": "string"},
+                                    "description": "a batch id: list the batches after it (the next page)"},
+                                   {"name": "limit", "in": "query", "required": False,
+                                    "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}}],
+                    "responses": {"200": _json(_out(BatchList), "A page of batches"),
+                                  "400": _error("A bad `limit`, or an `after` not in the list")}}},
+        "/v1/batches/{batch_id}": {"get": {
+            "summary": "A batch: its status, request counts and (once ended) output and error files",
+            "tags": ["batches"], "parameters": [_BATCH_ID],
+            "responses": {"200": _json(_out(Batch), "The batch"), **_BATCH_404}}},
+        "/v1/batches/{batch_id}/cancel": {"post": {
+            "summary": "Cancel a batch: cancelling until every line is accounted for, then cancelled",
+            "tags": ["batches"], "parameters": [_BATCH_ID],
+            "responses": {"200": _json(_out(Batch), "The batch, cancelling (or cancelled)"),
+                          "409": _error("The batch has ended or is finalizing"), **_BATCH_404}}},
         "/ws/stream": {"get": {
             "summary": "WebSocket: follow a job (`{\"job_id\", \"after\"}`) or start a generation and follow it",
             "description": "Upgrade to a WebSocket, send one JSON message (`x-websocket-messages.client`), then "

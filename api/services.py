@@ -9,6 +9,8 @@ from typing import Iterator
 
 from flask import current_app
 
+from maoocr.batches.files import FileStore
+from maoocr.batches.store import BatchStore
 from maoocr.config import Settings
 from maoocr.errors import JobNotFound
 from maoocr.generation.submit import submit_generation, wait_generation
@@ -30,13 +32,16 @@ class Services:
     jobs: JobStore
     streams: StreamStore
     ocr: OCRJobs
+    files: FileStore
+    batches: BatchStore
 
     @classmethod
     def build(cls, settings: Settings) -> "Services":
         client = connect(settings.redis_url)
         jobs, streams = JobStore(client, settings.ttls.job_s), StreamStore(client, settings.ttls.stream_s)
         ocr = OCRJobs(settings, jobs, streams, connect(settings.redis_url, decode=False))
-        return cls(settings, jobs, streams, ocr)
+        return cls(settings, jobs, streams, ocr, FileStore(client, settings.batches),
+                   BatchStore(client, settings.batches))
 
     def submit_generation(self, params: GenerationParams, owner: str | None = None,
                           webhook_url: str | None = None) -> JobRecord:

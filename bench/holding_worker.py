@@ -1,6 +1,7 @@
 """A Celery worker with MaoOCR's Celery settings and one task that holds until released (intake test and bench).
 
-`python -m bench.holding_worker --concurrency N [--batched-intake] [--gil-hog]`, MAOOCR_CONFIG pointing at a config.
+`python -m bench.holding_worker --concurrency N [--batched-intake [--interactive-reserve R]] [--gil-hog]`,
+MAOOCR_CONFIG pointing at a config.
 Each run of the task appends "<argument> <time>" to the list `held:started`, then waits for `held:release`.
 `--gil-hog` adds what an LLM worker has beside Celery: an event loop busy in Python about two thirds of the time
 (vLLM's output processing between engine steps), which the consumer thread has to share the GIL with.
@@ -48,9 +49,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--batched-intake", action="store_true")
     parser.add_argument("--gil-hog", action="store_true")
+    parser.add_argument("--interactive-reserve", type=int, default=0,
+                        help="slots that bulk-priority jobs leave free (with --batched-intake)")
     args = parser.parse_args(argv)
     settings = load_settings()
-    app = create_celery_app(settings, prefetch_multiplier=1, batched_intake=args.batched_intake)
+    app = create_celery_app(settings, prefetch_multiplier=1, batched_intake=args.batched_intake,
+                            interactive_reserve=args.interactive_reserve)
     client = redis.Redis.from_url(settings.redis_url, max_connections=args.concurrency + 8)
     if args.gil_hog:
         loop = asyncio.new_event_loop()

@@ -51,10 +51,10 @@ def one_round(client: redis.Redis, app, env: dict, logs: Path, mode: str, jobs: 
         worker.stop()
 
 
-def send(app, values) -> None:
+def send(app, values, priority: int = 0) -> None:
     with app.producer_or_acquire() as producer:
         for value in values:
-            app.send_task(TASK, args=[value], queue=QUEUE, producer=producer)
+            app.send_task(TASK, args=[value], queue=QUEUE, producer=producer, priority=priority)
 
 
 def run(options: IntakeOptions) -> list[dict]:

@@ -1,5 +1,5 @@
 """`python -m bench.run [--only p1,p2,p3,p4,intake,claims,burst_end,complexity,reliability,doc_accuracy,ocr_speed,
-vlm_pages,up_stop,serve]` (`make bench`): runs benchmarks and prints one JSON line per figure."""
+vlm_pages,up_stop,serve,priority]` (`make bench`): runs benchmarks and prints one JSON line per figure."""
 
 from __future__ import annotations
 
@@ -131,10 +131,25 @@ def _serve(args) -> list[dict]:
     return serve_compare.run(options)
 
 
+def _priority(args) -> list[dict]:
+    from bench import priority
+
+    options = priority.PriorityOptions(gpu=args.gpu, bulk_max_tokens=args.max_tokens or 128)
+    if args.dummy:
+        from bench.dummy_model import build_dummy_model, tokenizer_dir
+
+        options.model_path = str(build_dummy_model(tempfile.mkdtemp(prefix="maoocr-dummy-"), args.dummy))
+        options.load_format = "dummy"
+        options.extra_model = {"tokenizer": str(tokenizer_dir(options.model_path))}
+    if args.gpu:
+        options.max_num_seqs, options.window_s = 512, 15.0
+    return priority.run(options)
+
+
 BENCHMARKS = {"p1": _p1, "p2": _p2, "p3": _p3, "p4": _p4, "intake": _intake, "claims": _claims,
               "burst_end": _burst_end, "complexity": _complexity, "reliability": _reliability,
               "doc_accuracy": _doc_accuracy, "ocr_speed": _ocr_speed, "vlm_pages": _vlm_pages,
-              "up_stop": _up_stop, "serve": _serve}
+              "up_stop": _up_stop, "serve": _serve, "priority": _priority}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -142,13 +157,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default=",".join(BENCHMARKS), help=f"comma-separated: {', '.join(BENCHMARKS)}")
     parser.add_argument("--concurrency", type=int, default=32, help="P1: concurrent jobs")
     parser.add_argument("--max-tokens", type=int,
-                        help="P1: output tokens per job (default 128); vlm_pages: per page (default 16)")
+                        help="P1: output tokens per job (default 128); vlm_pages: per page (default 16); "
+                             "priority: a bulk job's mean (default 128)")
     parser.add_argument("--model-path", help="P1: weights to serve (default: the tiny demo model)")
     parser.add_argument("--dummy", choices=["0.5b", "7b"],
-                        help="P1, serve: Qwen2.5 architecture with dummy weights")
+                        help="P1, serve, priority: Qwen2.5 architecture with dummy weights")
     parser.add_argument("--scenarios", help="serve: burst,poisson,single (default: all three)")
     parser.add_argument("--gpu", action="store_true",
-                        help="P1-P3, vlm_pages: run the worker (and P1/P2/vlm_pages' direct engine) on GPU 0")
+                        help="P1-P3, vlm_pages, priority: run the worker (and P1/P2/vlm_pages' direct engine) on GPU 0")
     parser.add_argument("--max-model-len", type=int,
                         help="P1: context length (default 1024); vlm_pages: 2048, 4096 with --dummy-vlm")
     parser.add_argument("--prompt-words", type=int, default=0, help="P1: WordLevel prompt length (with --dummy)")

@@ -223,6 +223,50 @@ class WebhookSettings(_Strict):
     max_backoff_s: float = Field(600.0, gt=0)
 
 
+class PrioritySettings(_Strict):
+    """Job priority, 0 (first) to 9 (last), as Celery's Redis transport and vLLM's priority scheduling order them:
+    the queue keeps four levels (0-2, 3-5, 6-8, 9) and the engine all ten."""
+    interactive: int = Field(3, ge=0, le=9, description=(
+        "Jobs from /api/generate, /v1/chat/completions, /v1/completions, /ws/stream and /v1/documents that name none."))
+    bulk: int = Field(6, ge=0, le=9, description="Batch API lines and `maoocr ingest` documents that name none.")
+    key_defaults: dict[str, int] = Field(default_factory=dict, description=(
+        "API key id (the `owner` on its jobs) → the priority of its interactive jobs that name none."))
+    interactive_reserve: float = Field(0.0625, ge=0, lt=1, description=(
+        "Share of an LLM worker's slots (its concurrency, at least one slot) that bulk jobs - those queued at "
+        "`bulk`'s level or below - leave free, so an interactive job starts at once on a worker saturated with "
+        "bulk work. 0: none kept."))
+
+    @field_validator("key_defaults")
+    @classmethod
+    def _in_range(cls, value: dict[str, int]) -> dict[str, int]:
+        for key, priority in value.items():
+            if not 0 <= priority <= 9:
+                raise ValueError(f"priority of key {key!r} is {priority}; priorities run from 0 to 9")
+        return value
+
+
+class BatchSettings(_Strict):
+    """The Batch API (`/v1/files`, `/v1/batches`): what one input file may hold, how long files and batches are
+    kept in Redis, and how the API processes' batch runners pace themselves."""
+
+    max_lines: int = Field(50_000, ge=1, description="Requests (lines) in one input file (OpenAI's limit too).")
+    max_file_bytes: int = Field(100 * 2**20, ge=1, description="Size of one uploaded file (kept in Redis).")
+    max_line_bytes: int = Field(10 * 2**20, ge=1, description="Size of one line (a request with its images).")
+    file_ttl_s: int = Field(30 * 86_400, ge=60, description="Uploaded files expire this long after the upload.")
+    ttl_s: int = Field(30 * 86_400, ge=60, description=(
+        "A batch, its answers and its output and error files are kept this long after it ended (and while it "
+        "runs, for its completion window and this long again)."))
+    min_window_s: int = Field(3600, ge=1, description=(
+        "Shortest completion_window accepted; windows are whole hours ('24h', as OpenAI's, or '1h'); below an "
+        "hour, '<n>m' and '<n>s' are accepted down to this (tests)."))
+    max_window_s: int = Field(7 * 86_400, ge=1, description="Longest completion_window accepted.")
+    submit_chunk: int = Field(200, ge=1, description="Lines a batch runner queues per pass over a batch.")
+    lease_s: float = Field(60.0, gt=0, description=(
+        "A runner holds a batch (or a finished line) this long per pass: a runner that died is replaced after it."))
+    sweep_s: float = Field(30.0, gt=0, description=(
+        "How often a running batch is checked for line jobs that vanished (expired records), so none hangs."))
+
+
 class MetricsSettings(_Strict):
     worker_port: int | None = Field(None, ge=0, le=65535, description=(
         "Port of each worker's Prometheus exporter (null: none; 0: any free port, announced in the worker's "
@@ -243,6 +287,8 @@ class Settings(_Strict):
     worker: WorkerSettings = WorkerSettings()
     auth: AuthSettings = AuthSettings()
     webhooks: WebhookSettings = WebhookSettings()
+    priorities: PrioritySettings = PrioritySettings()
+    batches: BatchSettings = BatchSettings()
     log_level: str = "WARNING"
     task_events: bool = Field(False, description="Celery task events from the start (Flower enables them anyway).")
     stream_timestamps: bool = Field(False, description="Bench/debug: LLM workers stamp each token chunk with "

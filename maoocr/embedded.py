@@ -21,6 +21,7 @@ from maoocr.auth import is_loopback
 from maoocr.config import Settings, load_settings
 from maoocr.engines.factory import build_demo_weights
 from maoocr.engines.memory import read_gpus
+from maoocr.engines.vllm_engine import ENGINE_STOP_GRACE_S
 from maoocr.up_record import UpRecord, remove_record, running_up, write_record
 
 
@@ -132,7 +133,7 @@ def stop_in_order(api: subprocess.Popen | None, workers: list[subprocess.Popen],
     """The API first (no new jobs), then the workers (each finishes or hands back what it runs, which needs
     Redis), Redis last."""
     stop([api] if api else [], 10)
-    stop(workers, worker_grace_s + 15)  # the workers' own grace, then their engines' shutdown
+    stop(workers, worker_grace_s + ENGINE_STOP_GRACE_S + 10)  # the workers' own grace, then their engines' shutdown
     stop([redis_proc] if redis_proc else [], 10)
 
 

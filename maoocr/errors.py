@@ -46,6 +46,16 @@ class JobNotFound(MaoOCRError):
     http_status = 404
 
 
+class FileNotFound(MaoOCRError):
+    code = "file_not_found"
+    http_status = 404
+
+
+class BatchNotFound(MaoOCRError):
+    code = "batch_not_found"
+    http_status = 404
+
+
 class PayloadTooLarge(MaoOCRError):
     code = "payload_too_large"
     http_status = 413
@@ -81,5 +91,5 @@ def error_from_dict(data: dict) -> MaoOCRError:
     return MaoOCRError(str(data.get("message", "")), code=code)
 
 
-_ALL = (ConfigError, InvalidRequest, ContextLengthExceeded, ModelNotFound, JobNotFound, PayloadTooLarge,
-        UnsupportedMediaType, UnprocessableDocument, ServiceUnavailable, EngineError)
+_ALL = (ConfigError, InvalidRequest, ContextLengthExceeded, ModelNotFound, JobNotFound, FileNotFound, BatchNotFound,
+        PayloadTooLarge, UnsupportedMediaType, UnprocessableDocument, ServiceUnavailable, EngineError)

@@ -14,6 +14,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, s
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from maoocr.priorities import PRIORITY_STEPS, queue_lists
 from maoocr.protocol.jobs import JobKind, JobRecord, JobStatus
 from maoocr.store.heartbeats import live_workers
 from maoocr.store.keys import JOB_STATS_KEY
@@ -21,9 +22,6 @@ from maoocr.store.keys import JOB_STATS_KEY
 ACTIVE_STATUSES: tuple[JobStatus, ...] = ("queued", "running")
 FINAL_STATUSES: tuple[JobStatus, ...] = ("succeeded", "failed", "cancelled")
 KINDS: tuple[JobKind, ...] = ("generation", "ocr")
-
-# kombu's Redis transport keeps messages of priority p > 0 in "<queue>\x06\x16<p>" (priority steps 0, 3, 6, 9).
-_PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
 
 _SECONDS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 
@@ -65,10 +63,10 @@ def queue_depths(client: redis.Redis, queues: Iterable[str]) -> dict[str, int]:
     names = list(dict.fromkeys(queues))
     with client.pipeline(transaction=False) as pipe:
         for queue in names:
-            for suffix in _PRIORITY_SUFFIXES:
-                pipe.llen(queue + suffix)
+            for key in queue_lists(queue):
+                pipe.llen(key)
         lengths = pipe.execute()
-    step = len(_PRIORITY_SUFFIXES)
+    step = len(PRIORITY_STEPS)
     return {queue: sum(lengths[i * step:(i + 1) * step]) for i, queue in enumerate(names)}
 
 

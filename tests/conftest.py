@@ -47,10 +47,15 @@ WEBHOOKS_ENV = {"MAOOCR_WEBHOOKS__SECRET": "test-webhook-secret", "MAOOCR_WEBHOO
                 "MAOOCR_WEBHOOKS__BACKOFF_S": "0.2", "MAOOCR_WEBHOOKS__MAX_ATTEMPTS": "3"}
 
 
+# Batch completion windows down to a second (OpenAI's shortest is an hour), so a test can see a batch expire; running
+# batches checked every 2 s for line jobs that vanished.
+BATCHES_ENV = {"MAOOCR_BATCHES__MIN_WINDOW_S": "1", "MAOOCR_BATCHES__SWEEP_S": "2"}
+
+
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory, redis_url, tiny_model) -> Stack:
     running = start_stack(tmp_path_factory.mktemp("stack"), redis_url, str(tiny_model), ocr_worker=True,
-                          env=WEBHOOKS_ENV)
+                          env={**WEBHOOKS_ENV, **BATCHES_ENV})
     yield running
     running.stop()
 

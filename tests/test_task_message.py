@@ -7,9 +7,11 @@ import base64
 import json
 import uuid
 
+import pytest
 import redis
 
 from devtools.processes import settings_for
+from maoocr.priorities import queue_list
 from maoocr.store.jobs import JobStore
 from maoocr.store.keys import JOB_KEY, JOB_STATS_KEY
 from maoocr.tasks import ARGSREPR_MAX, GENERATE_TASK, generation_message, task_message
@@ -19,19 +21,23 @@ from workers.celery_app import create_celery_app
 PER_MESSAGE = {"delivery_tag", "reply_to"}
 
 
-def celerys_message(redis_url: str, tmp_path, task: str, task_id: str, args: list, queue: str) -> dict:
+def celerys_message(redis_url: str, tmp_path, task: str, task_id: str, args: list, queue: str,
+                    priority: int) -> dict:
+    """What Celery's own producer writes, taken from the list our queue_list names for that priority."""
     app = create_celery_app(settings_for(redis_url, tmp_path))
-    app.send_task(task, args=args, task_id=task_id, queue=queue, ignore_result=True)
-    raw = redis.Redis.from_url(redis_url).rpop(queue)
-    assert raw is not None
+    app.send_task(task, args=args, task_id=task_id, queue=queue, ignore_result=True, priority=priority)
+    client = redis.Redis.from_url(redis_url)
+    raw = client.rpop(queue_list(queue, priority))
+    assert raw is not None, [key for key in client.keys(queue + "*")]
     return json.loads(raw)
 
 
-def test_same_message_as_celerys_send_task(redis_url, tmp_path):
+@pytest.mark.parametrize("priority", [0, 3, 7, 9])
+def test_same_message_as_celerys_send_task(redis_url, tmp_path, priority):
     queue, task_id = f"maoocr.test.{uuid.uuid4().hex}", uuid.uuid4().hex
     args = [{"job_id": task_id, "params": {"prompt": "héllo \"quoted\" ✓", "max_tokens": 3, "stop": None}}]
-    theirs = celerys_message(redis_url, tmp_path, GENERATE_TASK, task_id, args, queue)
-    ours = json.loads(task_message(GENERATE_TASK, task_id, args, queue))
+    theirs = celerys_message(redis_url, tmp_path, GENERATE_TASK, task_id, args, queue, priority)
+    ours = json.loads(task_message(GENERATE_TASK, task_id, args, queue, priority))
 
     assert ours.keys() == theirs.keys()
     assert base64.b64decode(ours["body"]) == base64.b64decode(theirs["body"])  # byte for byte
@@ -58,7 +64,7 @@ def test_argument_text_is_capped():
 def test_record_and_message_are_created_together_and_once(redis_client):
     jobs, queue = JobStore(redis_client, 60), f"maoocr.test.{uuid.uuid4().hex}"
     payload = {"job_id": uuid.uuid4().hex}
-    message = generation_message(payload, queue)
+    message = generation_message(payload, queue, 0)
     queued_before = int(redis_client.hget(JOB_STATS_KEY, "generation:queued") or 0)
     record = jobs.create("generation", model="m", job_id=payload["job_id"], enqueue=(queue, message))
     assert redis_client.hget(JOB_KEY.format(record.id), "status") == "queued"

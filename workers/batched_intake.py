@@ -11,9 +11,14 @@ Acks are batched too: the records of all acks within a few milliseconds are dele
 Rejects, redelivery of a dead worker's messages and the restore at shutdown stay kombu's: they read the same
 records.
 
-Consumers only: the worker's Celery app sets `broker_transport` to this module's `Transport`. Limits: with
-message priorities (MaoOCR sets none), a burst takes more of the priority BRPOP returned, so a higher-priority
-job arriving meanwhile waits for one burst; Celery's `worker_disable_prefetch` is not supported.
+Priorities (maoocr.priorities): BRPOP reads a queue's lists most urgent first, and a burst takes more of the list
+BRPOP returned. The last `interactive_reserve` slots of prefetch credit are kept for the lists more urgent than
+`bulk_step`: while no more credit than that is free, BRPOP watches only those lists (with a short timeout, so bulk
+work is taken again as soon as credit frees), and a burst from a bulk list leaves them free. A worker saturated with
+bulk jobs so always has engine slots for an interactive one, which starts at the engine's next step.
+
+Consumers only: the worker's Celery app sets `broker_transport` to this module's `Transport`. Limits: a job
+arriving while a burst is taken waits for that burst; Celery's `worker_disable_prefetch` is not supported.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ log = logging.getLogger(__name__)
 
 _REDIS_ERRORS = tuple(error for group in kombu_redis.get_redis_error_classes() for error in group)
 ACK_FLUSH_S = 0.005  # acks gathered per round trip: at most ~200 trips a second, whatever the job rate
+RESERVE_POLL_S = 0.05  # BRPOP's timeout while only urgent lists are watched: bulk work waits at most this for credit
 
 # KEYS: queue key, unacked index, unacked hash. ARGV: how many more, now, the message BRPOP returned.
 # The hash value is what QoS.append writes: JSON of [message, exchange, routing_key] from its delivery_info.
@@ -127,6 +133,37 @@ class QoS(kombu_redis.QoS):
 class Channel(kombu_redis.Channel):
     QoS = QoS
     bursts = True  # off for this channel once the server refuses the script
+    interactive_reserve = 0  # prefetch credit kept for lists more urgent than bulk_step
+    bulk_step = 10  # the first priority step that is bulk work (above every step: no reserve)
+    from_transport_options = kombu_redis.Channel.from_transport_options + ("interactive_reserve", "bulk_step")
+
+    def _brpop_start(self, timeout=None):
+        """kombu's own, but over the urgent lists only (and briefly) while the free credit is the reserve's."""
+        if not self._reserve_only():
+            return super()._brpop_start(timeout)
+        steps = self.priority_steps
+        self.priority_steps = [step for step in steps if step < self.bulk_step]
+        try:
+            return super()._brpop_start(RESERVE_POLL_S)
+        finally:
+            self.priority_steps = steps
+
+    def _reserve_only(self) -> bool:
+        if not self.interactive_reserve:
+            return False
+        credit = self.qos.can_consume_max_estimate()
+        return credit is not None and credit <= self.interactive_reserve
+
+    def _credit_for(self, key: bytes) -> int:
+        """How many more messages a burst may take from list `key` (the BRPOP's own one is counted)."""
+        credit = self.qos.can_consume_max_estimate()
+        if credit is None:
+            return 1000
+        queue_and_step = bytes_to_str(key).rsplit(self.sep, 1)
+        step = int(queue_and_step[1]) if len(queue_and_step) == 2 and queue_and_step[1].isdigit() else 0
+        if step >= self.bulk_step:
+            credit -= self.interactive_reserve
+        return max(credit - 1, 0)
 
     def _brpop_read(self, **options):
         """kombu's own, except that the message is recorded as unacked together with the burst that follows it
@@ -181,8 +218,7 @@ class Channel(kombu_redis.Channel):
     def _record_and_pop(self, key: bytes, item: bytes) -> list[bytes] | None:
         """Record the BRPOP's message and pop (and record) the burst behind it: the burst's raw messages, or None
         when the BRPOP's message was not recorded."""
-        credit = self.qos.can_consume_max_estimate()
-        more = 1000 if credit is None else max(credit - 1, 0)  # the BRPOP's message takes one
+        more = self._credit_for(key)
         # Sent and read like BRPOP, not through execute_command: redis-py would retry it on a timeout
         # (retry_on_timeout), and a second run would pop a second burst while the first reply was lost.
         connection = self.client.connection

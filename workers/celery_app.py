@@ -13,10 +13,13 @@ from urllib.parse import urlsplit
 from celery import Celery
 
 from maoocr.config import Settings
+from maoocr.priorities import queue_step
 
 
-def create_celery_app(settings: Settings, prefetch_multiplier: int = 1, batched_intake: bool = False) -> Celery:
-    """`batched_intake`: consume through `workers.batched_intake` (many queued tasks per Redis round trip)."""
+def create_celery_app(settings: Settings, prefetch_multiplier: int = 1, batched_intake: bool = False,
+                      interactive_reserve: int = 0) -> Celery:
+    """`batched_intake`: consume through `workers.batched_intake` (many queued tasks per Redis round trip), which
+    keeps `interactive_reserve` of the prefetch credit for jobs more urgent than bulk work."""
     # The result backend only carries OCR pages into their chord; job results live in the job record.
     app = Celery("maoocr", broker=settings.redis_url, backend=settings.redis_url)
     if batched_intake:
@@ -43,12 +46,17 @@ def create_celery_app(settings: Settings, prefetch_multiplier: int = 1, batched_
                                   "unacked_restore_throttle": 1,
                                   # a worker killed while holding the restore lock must not stall it for long
                                   "unacked_mutex_expire": max(5, min(300, redelivery_s))},
+        # Priorities (maoocr.priorities): kombu's default steps, and a document's page tasks at its own.
+        task_inherit_parent_priority=True,
         worker_hijack_root_logger=False,
         task_default_queue=settings.queues.llm_queue(settings.default_model),
         # Task events cost an LLM worker's main thread a noticeable share; Flower turns them on when it runs.
         worker_send_task_events=settings.task_events,
         task_send_sent_event=settings.task_events,
     )
+    if batched_intake and interactive_reserve:
+        app.conf.broker_transport_options.update(interactive_reserve=interactive_reserve,
+                                                 bulk_step=queue_step(settings.priorities.bulk))
     app.conf.update(_outage_settings(app.conf.broker_transport_options))
     if urlsplit(settings.redis_url).scheme == "rediss" and "ssl_cert_reqs" not in settings.redis_url:
         # Celery refuses a rediss:// URL without ssl_cert_reqs; verify certificates unless the URL says otherwise.

@@ -50,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     from maoocr.generation.host import EngineHost
     from maoocr.logs import setup_logging
     from maoocr.metrics import EngineLoadCollector
+    from maoocr.priorities import reserved_slots
     from maoocr.store.client import connect
     from maoocr.store.heartbeats import Heartbeat
     from maoocr.store.jobs import JobStore
@@ -94,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     beat_when_consuming(heartbeat)
     log.warning("worker %s: engine ready", name)
 
-    app = create_celery_app(settings, prefetch_multiplier=1, batched_intake=settings.worker.batched_intake)
+    app = create_celery_app(settings, prefetch_multiplier=1, batched_intake=settings.worker.batched_intake,
+                            interactive_reserve=reserved_slots(concurrency, settings.priorities.interactive_reserve))
     register_generation_task(app, host)
     after_shutdown_grace(settings.worker.shutdown_grace_s, host.drain)
     freeze_heap_when_ready(log)

@@ -12,6 +12,7 @@ from celery import Celery, chord
 
 from maoocr.generation.call import QueuedGeneration
 from maoocr.pipeline.ocr_job import OCRJobs
+from maoocr.priorities import task_priority
 from maoocr.protocol.ocr import OCRTask, PageDecision, PageHandOff, PageResult
 from maoocr.tasks import OCR_ASSEMBLE_TASK, OCR_PAGE_MODELS_TASK, OCR_PAGE_TASK, OCR_SPLIT_TASK, generation_message
 
@@ -35,6 +36,7 @@ def register_ocr_tasks(app: Celery, ocr_jobs: OCRJobs, queue: str, models_queue:
     @app.task(name=OCR_PAGE_TASK, ignore_result=False, bind=True)
     def page(self, payload: dict, index: int, decided: dict | None = None) -> dict:
         task = OCRTask.model_validate(payload)
+        inherit_priority(self.request)
         outcome = ocr_jobs.run_page(task.job_id, task.options, index,
                                     None if decided is None else PageDecision.model_validate(decided))
         if isinstance(outcome, PageHandOff):
@@ -44,6 +46,7 @@ def register_ocr_tasks(app: Celery, ocr_jobs: OCRJobs, queue: str, models_queue:
     @app.task(name=OCR_PAGE_MODELS_TASK, ignore_result=False, bind=True)
     def page_models(self, payload: dict, index: int, hand_off: dict) -> dict:
         task = OCRTask.model_validate(payload)
+        inherit_priority(self.request)
         outcome = ocr_jobs.run_page_models(task.job_id, task.options, index, PageHandOff.model_validate(hand_off))
         if isinstance(outcome, PageDecision):
             return self.replace(page.s(payload, index, outcome.model_dump(mode="json")).set(queue=queue))
@@ -53,3 +56,10 @@ def register_ocr_tasks(app: Celery, ocr_jobs: OCRJobs, queue: str, models_queue:
     def assemble(pages: list[dict], payload: dict) -> None:
         task = OCRTask.model_validate(payload)
         ocr_jobs.finish(task.job_id, [PageResult.model_validate(p) for p in pages])
+
+
+def inherit_priority(request) -> None:
+    """The document's priority (its split's, which its page tasks inherit: `task_inherit_parent_priority`) for
+    the model calls this page queues."""
+    priority = (request.delivery_info or {}).get("priority")
+    task_priority.set(priority if isinstance(priority, int) else None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import logging
 import os
 import tempfile
@@ -18,6 +19,8 @@ from maoocr.errors import ContextLengthExceeded, EngineError, InvalidRequest
 from maoocr.protocol.generation import GenerationParams, Usage
 
 log = logging.getLogger(__name__)
+
+ENGINE_STOP_GRACE_S = 20.0  # how long the engine process has to exit after SIGTERM before vLLM kills it
 
 
 def prepare_vllm_environment(device: str, scratch_dir: str | None = None) -> None:
@@ -56,7 +59,10 @@ class VLLMEngine(LLMEngine):
                       tensor_parallel_size=self.settings.tensor_parallel_size,
                       quantization=self.settings.quantization, dtype=self.model.dtype,
                       load_format=self.model.load_format, enforce_eager=self.settings.enforce_eager,
-                      trust_remote_code=self.model.trust_remote_code, disable_log_stats=True)
+                      trust_remote_code=self.model.trust_remote_code, disable_log_stats=True,
+                      # Jobs carry a priority (maoocr.priorities): waiting requests start in its order, and when the
+                      # KV cache runs short the least urgent running request is the one preempted.
+                      scheduling_policy="priority")
         if self.settings.gpu_memory_utilization is not None:
             kwargs["gpu_memory_utilization"] = self.settings.gpu_memory_utilization
         if self.settings.max_num_batched_tokens is not None:
@@ -143,7 +149,8 @@ class VLLMEngine(LLMEngine):
                                       # made for this request alone: vLLM's deep copy of it is a large share of
                                       # a busy GPU worker's GIL time, for nothing
                                       skip_clone=True, **_json_constraint(params.json_schema))
-            async for out in self._engine.generate(prompt, sampling, request_id):
+            async for out in self._engine.generate(prompt, sampling, request_id,
+                                                   priority=params.priority if isinstance(params.priority, int) else 0):
                 # With images, the prompt vLLM ran is longer than ours (placeholders expanded): count that one.
                 prompt_len = max(prompt_len, len(out.prompt_token_ids or ()))
                 deltas = []
@@ -193,7 +200,12 @@ class VLLMEngine(LLMEngine):
 
     async def shutdown(self) -> None:
         if self._engine is not None:
-            self._engine.shutdown()
+            # vLLM gives its engine process 5 s after SIGTERM and then kills it; on a busy host its teardown can
+            # take longer, and a killed engine process can leave its memory and shared segments behind.
+            if "timeout" in inspect.signature(self._engine.shutdown).parameters:
+                self._engine.shutdown(timeout=ENGINE_STOP_GRACE_S)
+            else:
+                self._engine.shutdown()
             self._engine = None
 
 

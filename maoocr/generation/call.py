@@ -17,6 +17,7 @@ from PIL import Image
 from maoocr.config import Settings
 from maoocr.errors import EngineError, MaoOCRError
 from maoocr.generation.submit import submit_generation, wait_generation
+from maoocr.priorities import task_priority
 from maoocr.protocol.generation import ChatMessage, ContentPart, GenerationParams, GenerationResult
 from maoocr.store.jobs import JobStore
 from maoocr.store.streams import StreamStore
@@ -47,7 +48,10 @@ class QueuedGeneration:
         return self.collect(self.send(params), params.model, timeout_s)
 
     def send(self, params: GenerationParams) -> str:
-        """The question queued as a generation job; its job id. `collect` may run in another process."""
+        """The question queued as a generation job, at the priority of the task asking it; its job id. `collect`
+        may run in another process."""
+        if params.priority is None and task_priority.get() is not None:
+            params = params.model_copy(update={"priority": task_priority.get()})
         return submit_generation(self.settings, self.jobs, params, self.message).id
 
     def collect(self, job_id: str, model: str, timeout_s: float) -> GenerationResult:

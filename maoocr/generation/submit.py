@@ -6,6 +6,7 @@ from __future__ import annotations
 from maoocr.config import Settings
 from maoocr.errors import error_from_dict
 from maoocr.generation.validate import validate_params
+from maoocr.priorities import job_priority, queue_list
 from maoocr.protocol.generation import GenerationParams, GenerationResult, GenerationTask
 from maoocr.protocol.jobs import JobRecord
 from maoocr.store.jobs import JobStore, new_job_id
@@ -13,13 +14,19 @@ from maoocr.tasks import TaskMessage
 
 
 def submit_generation(settings: Settings, jobs: JobStore, params: GenerationParams, message: TaskMessage,
-                      owner: str | None = None, webhook_url: str | None = None) -> JobRecord:
+                      owner: str | None = None, webhook_url: str | None = None, bulk: bool = False,
+                      job_id: str | None = None, batch_id: str | None = None) -> JobRecord:
+    """Queue `params` as a new job (`job_id`, or a fresh one). Its priority: the one `params` names, else the
+    default of bulk work (`bulk`) or of the owner's interactive requests."""
     validate_params(params, settings)
-    job_id = new_job_id()
+    job_id = job_id or new_job_id()
+    priority = job_priority(settings.priorities, params.priority, owner, bulk)
+    params = params.model_copy(update={"priority": priority})
     queue = settings.queues.llm_queue(params.model)
     payload = GenerationTask(job_id=job_id, params=params).model_dump(mode="json")
-    return jobs.create("generation", model=params.model, owner=owner, job_id=job_id,
-                       enqueue=(queue, message(payload, queue)), webhook_url=webhook_url)
+    return jobs.create("generation", model=params.model, owner=owner, job_id=job_id, priority=priority,
+                       enqueue=(queue_list(queue, priority), message(payload, queue, priority)),
+                       webhook_url=webhook_url, batch_id=batch_id)
 
 
 def wait_generation(jobs: JobStore, job_id: str, timeout_s: float) -> GenerationResult:

@@ -25,6 +25,9 @@ def build_parser(prog: str = "maoocr ingest") -> argparse.ArgumentParser:
     parser.add_argument("--strategy", choices=["auto", "fast", "accurate", "vlm"], help="OCR strategy per page")
     parser.add_argument("--keep-headers", action="store_true",
                         help="keep running headers, footers and page numbers in text and markdown")
+    parser.add_argument("--priority", default="bulk",
+                        help="job priority: 0 (first) to 9 (last), 'interactive' or 'bulk' (default: bulk, the "
+                             "server's level for bulk work, behind interactive requests)")
     parser.add_argument("--max-attempts", type=int, default=5, help="uploads per file on transient errors")
     parser.add_argument("--job-timeout", type=float, default=3600.0, help="seconds to wait for one job")
     parser.add_argument("--max-files", type=int, help="send at most this many files, then stop")
@@ -63,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _form(args: argparse.Namespace) -> dict[str, str]:
     form = {"strategy": args.strategy} if args.strategy else {}
+    form["priority"] = str(args.priority)  # the runner's default is 'bulk' too
     if args.keep_headers:
         form["keep_headers"] = "true"
     return form

@@ -50,7 +50,8 @@ class IngestConfig(BaseModel):
     job_timeout_s: float = Field(3600.0, gt=0, description="Give up waiting on one job after this long.")
     connect_timeout_s: float = Field(10.0, gt=0)
     read_timeout_s: float = Field(120.0, gt=0)
-    form: dict[str, str] = Field(default_factory=dict, description="Extra form fields: strategy, pages, output.")
+    form: dict[str, str] = Field(default_factory=dict, description=(
+        "Extra form fields: strategy, pages, output, priority (default 'bulk': behind interactive requests)."))
     max_files: int | None = Field(None, ge=0, description="Send at most this many files, then stop.")
     progress: bool = True
 
@@ -193,7 +194,7 @@ class _Client:
         for attempt in range(1, self.config.max_attempts + 1):
             response = None
             try:
-                response = self.session.post(f"{self.api}/v1/documents", data=self.config.form,
+                response = self.session.post(f"{self.api}/v1/documents", data={"priority": "bulk", **self.config.form},
                                              files={"file": (name.rsplit("/", 1)[-1], data)}, timeout=self.timeout)
             except requests.RequestException as exc:
                 last = f"{type(exc).__name__}: {exc}"

@@ -20,6 +20,7 @@ from maoocr.generation.call import Generate, QueuedGeneration
 from maoocr.metrics import PAGE_SECONDS, PAGES_PROCESSED, observe_finished, observe_started
 from maoocr.ocr.base import OCREngine
 from maoocr.pipeline.assemble import assemble
+from maoocr.priorities import RequestedPriority, job_priority, queue_list
 from maoocr.protocol.generation import StreamChunk
 from maoocr.protocol.jobs import JobError, JobRecord
 from maoocr.protocol.ocr import OCROptions, OCRTask, PageDecision, PageHandOff, PageResult
@@ -58,18 +59,21 @@ class OCRJobs:
         self.models_only = False  # True in the model-steps worker: no layout or table models to load
 
     # -- API side -------------------------------------------------------------------------------------------
-    def accept(self, data: bytes, options: OCROptions, message: TaskMessage,
-               owner: str | None = None, webhook_url: str | None = None) -> tuple[JobRecord, int]:
+    def accept(self, data: bytes, options: OCROptions, message: TaskMessage, owner: str | None = None,
+               webhook_url: str | None = None, priority: RequestedPriority = None) -> tuple[JobRecord, int]:
         """Validate the upload (format, size, pages, pixels: errors are 4xx), store it and queue the job's split
-        task (built by `message`); returns the job and its page count."""
+        task (built by `message`) at its priority (its page tasks inherit it); returns the job and its page
+        count."""
         doc = load_document(data, self.settings.documents, options.page_range)
         job_id = new_job_id()
         # The upload first: the split task reads it. A Redis drop right after leaves only a blob that expires.
         self.blobs.set(DOC_KEY.format(job_id), data, ex=self.settings.ttls.job_s)
         queue = self.settings.queues.ocr
+        level = job_priority(self.settings.priorities, priority, owner)
         payload = OCRTask(job_id=job_id, options=options).model_dump(mode="json")
         record = self.jobs.create("ocr", owner=owner, job_id=job_id, progress={"done": 0, "total": doc.page_count},
-                                  enqueue=(queue, message(payload, queue)), webhook_url=webhook_url)
+                                  enqueue=(queue_list(queue, level), message(payload, queue, level)),
+                                  webhook_url=webhook_url, priority=level)
         return record, doc.page_count
 
     # -- worker side ----------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import redis
 
 from maoocr.config import Settings
 from maoocr.engines.memory import read_gpus
+from maoocr.metrics import queue_depths
 from maoocr.pipeline.strategy import ResourceState
 from maoocr.store.heartbeats import live_workers
 
@@ -14,11 +15,7 @@ def read_resources(client: redis.Redis, settings: Settings) -> ResourceState:
     assert settings.models is not None
     vlm_models = [name for name, m in settings.models.models.items() if m.model_type == "multimodal"]
     queues = [settings.queues.ocr, *(settings.queues.llm_queue(m) for m in settings.models.models)]
-    # Celery's Redis transport keeps each queue as a list under the queue's name.
-    with client.pipeline() as pipe:
-        for queue in queues:
-            pipe.llen(queue)
-        depths = dict(zip(queues, pipe.execute()))
+    depths = queue_depths(client, queues)
     serving = {w.get("model") for w in live_workers(client)}
     # 'vlm' means the VLM OCR backend, so only the model configured for it counts, and only while it is served.
     vlm = settings.ocr.vlm_model

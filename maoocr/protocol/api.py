@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from maoocr.protocol.generation import GenerationParams, Usage
+from maoocr.protocol.generation import PRIORITY_HELP, GenerationParams, Priority, Usage
 
 
 class GenerateRequest(BaseModel):
@@ -21,12 +21,13 @@ class GenerateRequest(BaseModel):
     json_schema: dict | None = Field(None, description="Constrain the output to JSON valid against this schema")
     wait: bool = Field(False, description="Hold the request until the job ends and answer with its text")
     webhook_url: str | None = Field(None, description="POSTed the job's record, signed, when the job ends")
+    priority: Priority | None = Field(None, description=PRIORITY_HELP)
 
     def to_params(self, default_model: str, default_max_tokens: int) -> GenerationParams:
         return GenerationParams(prompt=self.prompt, model=self.model or default_model,
                                 max_tokens=self.max_tokens or default_max_tokens, temperature=self.temperature,
                                 top_p=self.top_p, stop=self.stop, seed=self.seed, ignore_eos=self.ignore_eos,
-                                json_schema=self.json_schema)
+                                json_schema=self.json_schema, priority=self.priority)
 
 
 class JobAccepted(BaseModel):

@@ -29,6 +29,11 @@ class ChatMessage(BaseModel):
         return "".join(part.text or "" for part in self.content if part.type == "text")
 
 
+# A job's priority as a request names it (maoocr.priorities): 0 runs first, 9 last, or a server default by name.
+Priority = Annotated[int, Field(ge=0, le=9)] | Literal["interactive", "bulk"]
+PRIORITY_HELP = ("0 runs first, 9 last, in the queue and inside the engine; 'interactive' or 'bulk': the server's "
+                 "default for such work; null: the default for the kind of request (and API key)")
+
 MAX_CHOICES = 128  # OpenAI's own bound on n: each choice is a sequence in the engine's batch
 GREEDY_BELOW = 1e-5  # vLLM samples greedily below this temperature (and then refuses n > 1)
 
@@ -52,6 +57,7 @@ class GenerationParams(BaseModel):
     json_schema: dict[str, Any] | None = Field(
         None, description="Constrain the output to JSON valid against this JSON Schema ({'type': 'object'}: any "
                           "JSON object). Invalid schemas are refused before the job is queued.")
+    priority: Priority | None = Field(None, description=PRIORITY_HELP)
 
     @field_validator("json_schema")
     @classmethod

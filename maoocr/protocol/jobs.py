@@ -26,6 +26,7 @@ class JobRecord(BaseModel):
     started_at: float | None = None
     finished_at: float | None = None
     attempts: int = 0
+    priority: int | None = None  # 0 runs first, 9 last (maoocr.priorities)
     worker: str | None = None  # "<worker name> <instance token>" of the worker running (or last running) it
     progress: dict[str, Any] | None = None
     result: dict[str, Any] | None = None
@@ -36,6 +37,7 @@ class JobRecord(BaseModel):
     webhook_status: Literal["pending", "delivered", "failed"] | None = None
     webhook_attempts: int | None = None
     webhook_error: str | None = None
+    batch_id: str | None = None  # a Batch API line's job: its batch collects the answer when the job ends
 
     @property
     def terminal(self) -> bool:

@@ -8,7 +8,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from maoocr.errors import InvalidRequest
-from maoocr.protocol.generation import MAX_CHOICES, ChatMessage, GenerationParams, Usage
+from maoocr.protocol.generation import (MAX_CHOICES, PRIORITY_HELP, ChatMessage, GenerationParams, GenerationResult,
+                                       Priority, Usage)
+
+
+DEFAULT_MAX_TOKENS = 256  # for a request that names no max_tokens
 
 
 class StreamOptions(BaseModel):
@@ -56,12 +60,13 @@ class _SamplingRequest(BaseModel):
     stream_options: StreamOptions | None = None
     ignore_eos: bool = False  # vLLM extension: generate exactly max_tokens
     response_format: ResponseFormat | None = None
+    priority: Priority | None = Field(None, description=PRIORITY_HELP)  # vLLM's server has it too (an integer)
 
     def _sampling(self, default_model: str, default_max_tokens: int) -> dict:
         stop = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
         return dict(model=self.model or default_model, max_tokens=self.max_tokens or default_max_tokens,
                     temperature=self.temperature, top_p=self.top_p, n=self.n, stop=stop, seed=self.seed,
-                    ignore_eos=self.ignore_eos,
+                    ignore_eos=self.ignore_eos, priority=self.priority,
                     json_schema=self.response_format.to_json_schema() if self.response_format else None)
 
     @property
@@ -149,6 +154,19 @@ class CompletionChunk(_Response):
     object: Literal["text_completion"] = "text_completion"
     choices: list[CompletionChoice]
     usage: Usage | None = None
+
+
+def full_chat_completion(response_id: str, result: GenerationResult) -> ChatCompletion:
+    """The answer to a chat completion request that does not stream (also a Batch API line's body)."""
+    return ChatCompletion(id=response_id, model=result.model, usage=result.usage, choices=[
+        ChatChoice(index=c.index, message=AssistantMessage(content=c.text), finish_reason=c.finish_reason)
+        for c in result.choices])
+
+
+def full_completion(response_id: str, result: GenerationResult) -> Completion:
+    """The answer to a text completion request that does not stream (also a Batch API line's body)."""
+    return Completion(id=response_id, model=result.model, usage=result.usage, choices=[
+        CompletionChoice(index=c.index, text=c.text, finish_reason=c.finish_reason) for c in result.choices])
 
 
 class ModelCard(BaseModel):

@@ -16,7 +16,8 @@ from maoocr.protocol.generation import StreamChunk
 from maoocr.protocol.jobs import TERMINAL, JobError, JobKind, JobRecord, JobStatus
 from maoocr.store.combined_calls import CombinedCalls
 from maoocr.store.job_events import JobDoneListener
-from maoocr.store.keys import CANCEL_CHANNEL, JOB_KEY, JOB_STATS_KEY, WEBHOOKS_DUE_KEY, WORKER_KEY, lua_key
+from maoocr.store.keys import (BATCHES_DUE_KEY, CANCEL_CHANNEL, JOB_KEY, JOB_STATS_KEY, WEBHOOKS_DUE_KEY, WORKER_KEY,
+                               lua_key)
 from maoocr.store.streams import StreamStore
 
 TAKEN_OVER = "taken_over"  # a fenced transition's "status before": the job is another worker's now
@@ -70,6 +71,10 @@ if ARGV[3] == '1' then
   -- A job with a webhook is due for it in the same step that ends it: no end can be missed, none queued twice.
   if redis.call('HEXISTS', KEYS[1], 'webhook_url') == 1 then
     redis.call('ZADD', '""" + WEBHOOKS_DUE_KEY + """', 'NX', 0, string.sub(KEYS[1], """ + _ID_STARTS + """))
+  end
+  -- A batch line's answer is due to its batch in the same way.
+  if redis.call('HEXISTS', KEYS[1], 'batch_id') == 1 then
+    redis.call('ZADD', '""" + BATCHES_DUE_KEY + """', 'NX', 0, string.sub(KEYS[1], """ + _ID_STARTS + """))
   end
 end
 return {1, cur}
@@ -167,12 +172,14 @@ class JobStore:
 
     def create(self, kind: JobKind, *, model: str | None = None, owner: str | None = None,
                job_id: str | None = None, progress: dict | None = None,
-               enqueue: tuple[str, str] | None = None, webhook_url: str | None = None) -> JobRecord:
+               enqueue: tuple[str, str] | None = None, webhook_url: str | None = None,
+               priority: int | None = None, batch_id: str | None = None) -> JobRecord:
         """A new queued record. `enqueue` = (list, message): the broker message that runs the job, pushed on
-        that Redis list in the same atomic step, so the record and its message exist together or not at all."""
+        that Redis list in the same atomic step, so the record and its message exist together or not at all.
+        `batch_id`: a Batch API line's job, whose end is due to that batch (`maoocr.batches`)."""
         record = JobRecord(id=job_id or new_job_id(), kind=kind, status="queued", model=model, owner=owner,
-                           created_at=time.time(), progress=progress, webhook_url=webhook_url,
-                           webhook_status="pending" if webhook_url else None)
+                           created_at=time.time(), progress=progress, webhook_url=webhook_url, priority=priority,
+                           webhook_status="pending" if webhook_url else None, batch_id=batch_id)
         queue, message = enqueue if enqueue is not None else ("", "")
         args: list[str | int] = [self.ttl_s, f"{kind}:queued", message]
         for field_name, value in encode_fields(record.model_dump(exclude_none=True)).items():
@@ -216,6 +223,16 @@ class JobStore:
     def release(self, job_id: str, worker: str) -> bool:
         """Hand a running job back (running → queued) so another worker can claim it; only its worker may."""
         return bool(self._release(keys=[JOB_KEY.format(job_id)], args=[worker]))
+
+    def note_webhook(self, job_id: str, status: str, attempts: int, error: str | None) -> None:
+        """How the job's webhook delivery stands (webhook_status, webhook_attempts, webhook_error)."""
+        key = JOB_KEY.format(job_id)
+        with self.redis.pipeline() as pipe:
+            pipe.hset(key, mapping={"webhook_status": status, "webhook_attempts": attempts,
+                                    **({"webhook_error": error} if error else {})})
+            if error is None:
+                pipe.hdel(key, "webhook_error")
+            pipe.execute()
 
     def wait(self, job_id: str, timeout_s: float, owner: str | None = None) -> JobRecord:
         """Block until the job is in a terminal state, woken by the process's shared done-listener."""

@@ -2,7 +2,8 @@
 
 Job records (`maoocr.store.jobs`), one per job, all with the job's TTL (`ttls.job_s`):
   maoocr:job:<id>               hash    the record: status, kind, model, owner, worker, attempts, progress, result,
-                                        error, timestamps, and the ids of the last claim and move (resends)
+                                        error, timestamps, the ids of the last claim and move (resends), and
+                                        for a Batch API line its batch_id
   maoocr:job:<id>:done          channel its final status, published once, in the step that writes it
   maoocr:job:<id>:pages_done    set     OCR: indexes of the pages finished (a page run twice counts once)
   maoocr:job:<id>:split         string  OCR: the pages were fanned out (a split delivered again does nothing)
@@ -13,6 +14,22 @@ Job records (`maoocr.store.jobs`), one per job, all with the job's TTL (`ttls.jo
 Webhooks (`maoocr.webhooks`):
   maoocr:webhooks:due           zset    job ids whose webhook is to be sent, scored by when the next attempt is due
                                         (added in the step that ends the job; a sender leases one by moving its score)
+
+Batch API (`maoocr.batches`): files expire after `batches.file_ttl_s`; a batch's keys expire together, its
+completion window plus `batches.ttl_s` after it was made, then `batches.ttl_s` after it ended:
+  maoocr:file:<id>              hash    a file object (id, bytes, created_at, filename, purpose, expires_at) and its
+                                        owner; a batch's output or error file also names its batch and part
+  maoocr:file:<id>:lines        list    an uploaded file's lines, in order (its content is their join)
+  maoocr:batch:<id>             hash    the batch object, its owner, and its progress: cursor (lines queued so
+                                        far), answered, end (cancelled or expired, once asked)
+  maoocr:batch:<id>:lines       list    a copy of the input file's lines, made with the batch (the file may go)
+  maoocr:batch:<id>:custom_ids  hash    custom_id → the index of the line that holds it first
+  maoocr:batch:<id>:output      hash    line index → that line's output line (succeeded requests)
+  maoocr:batch:<id>:errors      hash    line index → that line's error line (everything else)
+  maoocr:batches:owner:<owner>  zset    an API key's batch ids by creation time ('' when auth is off)
+  maoocr:batches:active         zset    batch ids not yet ended, scored by when a batch runner is next due on it
+  maoocr:batches:due            zset    ids of line jobs that ended and wait to be collected (added in the step
+                                        that ends the job; a runner leases one by moving its score)
 
 Job streams (`maoocr.store.streams`), with the stream TTL (`ttls.stream_s`):
   maoocr:stream:<id>            channel each chunk as it is appended (live followers)
@@ -39,6 +56,17 @@ DOC_KEY = "maoocr:doc:{}"
 JOB_STATS_KEY = "maoocr:stats:jobs"
 CANCEL_CHANNEL = "maoocr:control:cancel"
 WEBHOOKS_DUE_KEY = "maoocr:webhooks:due"
+
+FILE_KEY = "maoocr:file:{}"
+FILE_LINES_KEY = "maoocr:file:{}:lines"
+BATCH_KEY = "maoocr:batch:{}"
+BATCH_LINES_KEY = "maoocr:batch:{}:lines"
+BATCH_CUSTOM_IDS_KEY = "maoocr:batch:{}:custom_ids"
+BATCH_OUTPUT_KEY = "maoocr:batch:{}:output"
+BATCH_ERRORS_KEY = "maoocr:batch:{}:errors"
+BATCHES_OWNER_KEY = "maoocr:batches:owner:{}"
+BATCHES_ACTIVE_KEY = "maoocr:batches:active"
+BATCHES_DUE_KEY = "maoocr:batches:due"
 
 STREAM_CHANNEL = "maoocr:stream:{}"
 REPLAY_KEY = "maoocr:stream:{}:replay"

@@ -26,10 +26,7 @@ from maoocr.generation.validate import validate_params
 from maoocr.pipeline.llm_strategy import LLMStrategySelector
 from maoocr.protocol.api import GenerateRequest
 from maoocr.protocol.generation import GenerationParams, GenerationResult
-from maoocr.protocol.openai import ChatCompletionRequest, CompletionRequest
-
-# What the HTTP API uses when a request names no max_tokens (api/openai.py's DEFAULT_MAX_TOKENS).
-DEFAULT_MAX_TOKENS = 256
+from maoocr.protocol.openai import DEFAULT_MAX_TOKENS, ChatCompletionRequest, CompletionRequest
 
 VLLMStrategySelector = LLMStrategySelector
 

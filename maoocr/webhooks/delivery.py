@@ -17,19 +17,14 @@ import requests
 
 from maoocr.config import WebhookSettings
 from maoocr.errors import MaoOCRError
+from maoocr.store.due import DueSet
 from maoocr.store.jobs import JobStore
-from maoocr.store.keys import JOB_KEY, WEBHOOKS_DUE_KEY
+from maoocr.store.keys import WEBHOOKS_DUE_KEY
 from maoocr.webhooks.signing import SIGNATURE_HEADER, sign
 from maoocr.webhooks.targets import check_webhook_url
 
 log = logging.getLogger(__name__)
 
-# KEYS: the due set. ARGV: now, lease seconds, how many. Due jobs, each leased in the same step.
-_LEASE = """
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
-for _, id in ipairs(due) do redis.call('ZADD', KEYS[1], tonumber(ARGV[1]) + tonumber(ARGV[2]), id) end
-return due
-"""
 POLL_S = 0.5
 SENDERS = 8  # attempts in flight per process: one slow receiver does not hold up the others
 # Bookkeeping on the record, not part of what the receiver is told.
@@ -42,7 +37,7 @@ class WebhookSender:
         self.redis = jobs.redis
         self.jobs = jobs
         self.settings = settings
-        self._lease = self.redis.register_script(_LEASE)
+        self.due = DueSet(self.redis, WEBHOOKS_DUE_KEY)
         self._stop = threading.Event()
         self._pool = ThreadPoolExecutor(SENDERS, thread_name_prefix="maoocr-webhook")
         self._thread = threading.Thread(target=self._run, name="maoocr-webhooks", daemon=True)
@@ -60,12 +55,12 @@ class WebhookSender:
         lease_s = self.settings.timeout_s + 30
         while not self._stop.is_set():
             try:
-                due = self._lease(keys=[WEBHOOKS_DUE_KEY], args=[time.time(), lease_s, SENDERS])
+                due = self.due.lease(lease_s, SENDERS)
             except redis.RedisError as exc:  # an outage: try again after the pause
                 log.debug("webhooks: lease failed: %s", exc)
                 due = []
             for job_id in due:
-                self._pool.submit(self._attempt, job_id.decode() if isinstance(job_id, bytes) else job_id)
+                self._pool.submit(self._attempt, job_id)
             if len(due) < SENDERS:
                 self._stop.wait(POLL_S)
 
@@ -81,26 +76,22 @@ class WebhookSender:
         except MaoOCRError:  # expired with its record: nothing left to tell
             record = None
         if record is None or not record.webhook_url:
-            self.redis.zrem(WEBHOOKS_DUE_KEY, job_id)
+            self.due.remove(job_id)
             return
         attempt = (record.webhook_attempts or 0) + 1
         error = self._post(record, attempt)
-        key = JOB_KEY.format(job_id)
-        with self.redis.pipeline() as pipe:
-            if error is None:
-                pipe.hset(key, mapping={"webhook_status": "delivered", "webhook_attempts": attempt})
-                pipe.hdel(key, "webhook_error")
-                pipe.zrem(WEBHOOKS_DUE_KEY, job_id)
-            elif attempt >= self.settings.max_attempts:
-                log.warning("job=%s webhook given up after %d attempts: %s", job_id, attempt, error)
-                pipe.hset(key, mapping={"webhook_status": "failed", "webhook_attempts": attempt,
-                                        "webhook_error": error})
-                pipe.zrem(WEBHOOKS_DUE_KEY, job_id)
-            else:
-                wait = min(self.settings.max_backoff_s, self.settings.backoff_s * 2 ** (attempt - 1))
-                pipe.hset(key, mapping={"webhook_attempts": attempt, "webhook_error": error})
-                pipe.zadd(WEBHOOKS_DUE_KEY, {job_id: time.time() + wait})
-            pipe.execute()
+        # The record first: a sender that dies before the due set changes leaves the job to another (at least once).
+        if error is None:
+            self.jobs.note_webhook(job_id, "delivered", attempt, None)
+            self.due.remove(job_id)
+        elif attempt >= self.settings.max_attempts:
+            log.warning("job=%s webhook given up after %d attempts: %s", job_id, attempt, error)
+            self.jobs.note_webhook(job_id, "failed", attempt, error)
+            self.due.remove(job_id)
+        else:
+            wait = min(self.settings.max_backoff_s, self.settings.backoff_s * 2 ** (attempt - 1))
+            self.jobs.note_webhook(job_id, "pending", attempt, error)
+            self.due.schedule(job_id, time.time() + wait)
 
     def _post(self, record, attempt: int) -> str | None:
         """One attempt: None when the receiver took it (2xx), else why not."""
