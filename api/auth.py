@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Flask, g, request
+from flask import Flask, current_app, g, request
 
 from api.errors import error_response
 from maoocr.auth import ApiKeys, bearer_token
@@ -11,9 +11,11 @@ from maoocr.auth import ApiKeys, bearer_token
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json"})
 
 
-def init_auth(app: Flask, keys: ApiKeys) -> None:
-    """Require a valid key on every request when keys are configured; with none, auth is off (owner None)."""
+def init_auth(app: Flask, keys: ApiKeys, admins: frozenset[str] = frozenset()) -> None:
+    """Require a valid key on every request when keys are configured; with none, auth is off (owner None).
+    `admins`: the key ids of the admin keys (they are in `keys` too)."""
     app.extensions["maoocr.auth"] = keys
+    app.extensions["maoocr.auth.admins"] = admins
     if not keys.enabled:
         return
 
@@ -35,6 +37,13 @@ def init_auth(app: Flask, keys: ApiKeys) -> None:
 def current_owner() -> str | None:
     """The key id of this request's caller; None when auth is off (jobs then belong to nobody in particular)."""
     return g.get("maoocr_owner")
+
+
+def is_admin() -> bool:
+    """Whether this request's caller holds an admin key; with auth off, everyone does (there is no key to guard)."""
+    if not current_app.extensions["maoocr.auth"].enabled:
+        return True
+    return current_owner() in current_app.extensions["maoocr.auth.admins"]
 
 
 def _unauthorized(code: str, message: str, error: str | None):

@@ -9,7 +9,7 @@ from flask import Flask, jsonify
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
-from maoocr.errors import MaoOCRError
+from maoocr.errors import MaoOCRError, QuotaExceeded
 
 log = logging.getLogger("maoocr.api")
 
@@ -31,7 +31,10 @@ def describe_validation_error(exc: ValidationError) -> str:
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(MaoOCRError)
     def _maoocr(exc: MaoOCRError):
-        return error_response(exc.code, exc.message, exc.http_status)
+        response = error_response(exc.code, exc.message, exc.http_status)
+        if isinstance(exc, QuotaExceeded):
+            response.headers["Retry-After"] = str(exc.retry_after_s)
+        return response
 
     @app.errorhandler(ValidationError)
     def _validation(exc: ValidationError):

@@ -7,6 +7,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from api.services import services
 from maoocr.metrics import RedisStatsCollector
+from maoocr.usage.metrics import UsageCollector
 
 bp = Blueprint("metrics", __name__)
 
@@ -22,5 +23,6 @@ def metrics():
         # Its own registry: this process's default one holds per-process worker metrics that mean nothing here.
         registry = CollectorRegistry()
         registry.register(RedisStatsCollector(svc.jobs.redis, lambda: configured))
+        registry.register(UsageCollector(svc.jobs.redis))
         current_app.extensions["maoocr.metrics"] = registry
     return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)

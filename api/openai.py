@@ -48,8 +48,11 @@ def models():
     serving: dict[str, int] = {}
     for worker in live_workers(services().jobs.redis):
         serving[worker.get("model", "")] = serving.get(worker.get("model", ""), 0) + 1
-    cards = [ModelCard(id=name, max_model_len=cfg.max_model_len, model_type=cfg.model_type,
-                       workers=serving.get(name, 0)) for name, cfg in settings.models.models.items()]
+    cards = []
+    for name, cfg in settings.models.models.items():
+        common = dict(max_model_len=cfg.max_model_len, model_type=cfg.model_type, workers=serving.get(name, 0))
+        cards.append(ModelCard(id=name, **common))
+        cards += [ModelCard(id=f"{name}:{adapter}", parent=name, **common) for adapter in cfg.lora_adapters]
     return ModelList(data=cards).model_dump()
 
 

@@ -21,6 +21,7 @@ from maoocr.protocol.ocr import DocumentResult, OCROptions
 from maoocr.protocol.openai import (ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Completion,
                                     CompletionChunk, CompletionRequest, ErrorResponse, ModelList)
 from maoocr.protocol.status import DocumentAccepted, Health, JobPending, Readiness
+from maoocr.protocol.usage import UsageReport
 
 bp = Blueprint("openapi", __name__)
 
@@ -64,6 +65,11 @@ _BAD = {"400": _error("Malformed JSON, a missing or invalid field, or a prompt b
         "404": _error("Unknown model (model_not_found)"),
         "500": _error("The engine failed the job (engine_error, engine_dead: the worker reloads it)"),
         "503": _error("Redis is unavailable"), "504": _error("A waiting request timed out")}
+# A key over a quota (quotas in maoocr.yaml): the jobs that create work may answer this.
+_QUOTA = {"429": _json(_out(ErrorResponse), "The API key is over its tokens_per_day or jobs_in_flight quota "
+                                            "(quota_exceeded; the message names the limit)",
+                       {"Retry-After": {"description": "seconds: to midnight UTC for the daily quota, a few for "
+                                                       "jobs in flight", "schema": {"type": "integer"}}})}
 _JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
 _JOB_404 = {"404": _error("No such job, or it expired (job_not_found)")}
 _FILE_ID = {"name": "file_id", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
@@ -80,7 +86,7 @@ def _generation_op(summary: str, body: type[BaseModel], full: type[BaseModel], c
                                   "content": {"application/json": {"schema": _out(full)},
                                               "text/event-stream": {"schema": {"type": "string"},
                                                                     "x-sse-data": _out(chunk)}}},
-                          **_BAD}}
+                          **_BAD, **_QUOTA}}
 
 
 def _document_form() -> dict:
@@ -122,7 +128,7 @@ def _paths() -> dict[str, dict[str, dict]]:
             "responses": {"200": _json(_out(GenerateResponse), "The finished generation (`wait: true`)"),
                           "202": _json(_out(JobAccepted), "Queued", {"Location": {
                               "description": "the job's status URL", "schema": {"type": "string"}}}),
-                          **_BAD}}},
+                          **_BAD, **_QUOTA}}},
         "/v1/chat/completions": {"post": _generation_op("OpenAI-compatible chat completion, through the queue",
                                                         ChatCompletionRequest, ChatCompletion, ChatCompletionChunk)},
         "/v1/completions": {"post": _generation_op("OpenAI-compatible text completion, through the queue",
@@ -172,7 +178,7 @@ def _paths() -> dict[str, dict[str, dict]]:
                           "413": _error("Larger than documents.max_bytes, or too many pages or pixels"),
                           "415": _error("Not a supported document format"),
                           "422": _error("A supported format that cannot be read (corrupt)"),
-                          "503": _error("Redis is unavailable")}}},
+                          "503": _error("Redis is unavailable"), **_QUOTA}}},
         "/v1/files": {"post": {
             "summary": "Upload a Batch API input file: JSONL, one request per line", "tags": ["batches"],
             "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
@@ -230,6 +236,22 @@ def _paths() -> dict[str, dict[str, dict]]:
             "tags": ["jobs"], "x-websocket-messages": ws_messages,
             "responses": {"101": {"description": "Switched to the WebSocket protocol"},
                           "400": _error("Not a WebSocket upgrade request")}}},
+        "/v1/usage": {"get": {
+            "summary": "Usage per API key, model and UTC day: tokens, requests, documents, pages",
+            "description": "A key sees its own usage; an admin key (auth.admin_keys) every key's, or one key's with "
+                           "`owner`. With auth off every caller sees everyone's.",
+            "tags": ["usage"],
+            "parameters": [{"name": name, "in": "query", "required": False, "schema": {"type": "string",
+                                                                                       "format": "date"},
+                            "description": text} for name, text in (
+                ("start", "first day, YYYY-MM-DD (default: 29 days before `end`)"),
+                ("end", "last day, included, YYYY-MM-DD (default: today, UTC)"))] + [
+                {"name": "owner", "in": "query", "required": False, "schema": {"type": "string"},
+                 "description": "admin keys: only this key id (or 'anonymous')"}],
+            "responses": {"200": _json(_out(UsageReport), "The usage, per key"),
+                          "400": _error("A date not written YYYY-MM-DD, start after end, or more than 366 days"),
+                          "403": _error("A key that is not an admin key asked for another key's usage"),
+                          "503": _error("Redis is unavailable")}}},
         "/metrics": {"get": {"summary": "Prometheus metrics read from Redis: jobs, queues, workers", "tags": ["ops"],
                              "responses": {"200": {"description": "Prometheus text format", "content": {
                                  "text/plain": {"schema": {"type": "string"}}}},

@@ -38,7 +38,8 @@ class Services:
     @classmethod
     def build(cls, settings: Settings) -> "Services":
         client = connect(settings.redis_url)
-        jobs, streams = JobStore(client, settings.ttls.job_s), StreamStore(client, settings.ttls.stream_s)
+        jobs = JobStore(client, settings.ttls.job_s, settings.redis_wait_replicas, settings.redis_wait_timeout_ms)
+        streams = StreamStore(client, settings.ttls.stream_s)
         ocr = OCRJobs(settings, jobs, streams, connect(settings.redis_url, decode=False))
         return cls(settings, jobs, streams, ocr, FileStore(client, settings.batches),
                    BatchStore(client, settings.batches))

@@ -101,6 +101,25 @@ class Services:
                                                                        timeout=5).json()["workers"]},
                    [self.api, *self.workers.values()])
 
+    def start_named_workers(self, names: list[str], args: list[str]) -> None:
+        """More workers beside those running, each under its own name (its Celery hostname), e.g. two LLM workers
+        of one model sharing its queue."""
+        for name in names:
+            self.workers[name] = self._start(f"worker-{name}", ["-m", "workers.main", *args, "--name", name])
+        wait_http(self.base_url + "/healthz", [self.api, *self.workers.values()])
+        wait_until(lambda: set(names) <= {w["name"] for w in requests.get(self.base_url + "/readyz",
+                                                                         timeout=5).json()["workers"]},
+                   [self.api, *self.workers.values()])
+
+    def kill_worker(self, key: str) -> None:
+        """`kill -9` of one worker's process group (the worker and its engine)."""
+        proc = self.workers.pop(key)
+        try:
+            os.killpg(proc.popen.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.popen.wait()
+
     def kill_workers(self) -> None:
         for proc in self.workers.values():
             try:

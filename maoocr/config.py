@@ -14,9 +14,10 @@ import yaml
 from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator,
                       model_validator)
 
-from maoocr.auth import ApiKeys
+from maoocr.auth import ApiKeys, owner_id
 from maoocr.documents import DocumentLimits
 from maoocr.errors import ConfigError
+from maoocr.store.sentinel import is_sentinel_url, parse_sentinel_url
 
 ENV_PREFIX = "MAOOCR_"
 DEFAULT_CONFIG = Path("configs/maoocr.yaml")
@@ -66,12 +67,25 @@ class ModelConfig(_Strict):
     max_images_per_prompt: int | None = Field(
         None, ge=1, description="multimodal models: images one prompt may carry (vLLM's limit_mm_per_prompt); "
                                 "null: 1. Text models take no images.")
+    lora_adapters: dict[str, str] = Field(default_factory=dict, description=(
+        "LoRA adapters served on this model: name → a local PEFT adapter folder (adapter_config.json and its "
+        "weights). A request names one as model '<this model>:<adapter>'."))
+    max_loras: int | None = Field(None, ge=1, description=(
+        "Adapters one engine step may mix (vLLM's max_loras); null: all of them, at most 4."))
+    max_lora_rank: int = Field(16, ge=1, description="Largest adapter rank the engine is sized for.")
 
     @model_validator(mode="after")
     def _images_need_multimodal(self) -> "ModelConfig":
         if self.max_images_per_prompt is not None and self.model_type != "multimodal":
             raise ValueError("max_images_per_prompt is for model_type multimodal; text models take no images")
+        for name in self.lora_adapters:
+            if not name or ":" in name or "/" in name:
+                raise ValueError(f"lora adapter name {name!r}: a non-empty name without ':' or '/'")
         return self
+
+    def adapter_id(self, name: str) -> int:
+        """The adapter's number in the engine (vLLM's lora_int_id): its place in the file, from 1."""
+        return list(self.lora_adapters).index(name) + 1
 
     @property
     def image_limit(self) -> int:
@@ -93,6 +107,9 @@ class ModelsFile(_Strict):
     def _default_model_exists(self) -> "ModelsFile":
         if not self.models:
             raise ValueError("at least one model must be configured")
+        for name in self.models:
+            if ":" in name:  # '<model>:<adapter>' names a LoRA adapter
+                raise ValueError(f"model name {name!r}: ':' separates a model from its LoRA adapter")
         if self.api.default_model is not None and self.api.default_model not in self.models:
             raise ValueError(f"api.default_model {self.api.default_model!r} is not one of the models")
         return self
@@ -194,17 +211,50 @@ class AuthSettings(_Strict):
         "API keys, each plain or as 'sha256:<hex>' (write the hashed form in files). Empty: auth is off. "
         "MAOOCR_API_KEYS (comma-separated) replaces this list."))
 
-    @field_validator("api_keys")
+    admin_keys: list[str] = Field(default_factory=list, description=(
+        "Keys (same forms as api_keys) that are also API keys and may read every key's usage (GET /v1/usage). "
+        "MAOOCR_AUTH__ADMIN_KEYS='[key, ...]' replaces this list."))
+
+    @field_validator("api_keys", "admin_keys")
     @classmethod
-    def _well_formed(cls, keys: list[str]) -> list[str]:
+    def _well_formed(cls, keys: list[str], info: ValidationInfo) -> list[str]:
         try:
             ApiKeys.parse(keys)
         except ConfigError as exc:
-            raise ValueError(f"{exc.message} (from MAOOCR_API_KEYS or auth.api_keys)") from None
+            where = "MAOOCR_API_KEYS or auth.api_keys" if info.field_name == "api_keys" else "auth.admin_keys"
+            raise ValueError(f"{exc.message} (from {where})") from None
         return keys
 
     def keys(self) -> ApiKeys:
-        return ApiKeys.parse(self.api_keys)
+        """Every key that may call the API: the API keys and the admin keys."""
+        return ApiKeys.parse([*self.api_keys, *self.admin_keys])
+
+    def admin_owners(self) -> frozenset[str]:
+        """The key ids (owners) of the admin keys."""
+        return frozenset(owner_id(d) for d in ApiKeys.parse(self.admin_keys).digests)
+
+
+class Quota(_Strict):
+    tokens_per_day: int | None = Field(None, ge=0, description=(
+        "Prompt plus completion tokens a key's jobs may use per UTC day; once reached, new jobs are refused (429) "
+        "until midnight UTC. null: no limit."))
+    jobs_in_flight: int | None = Field(None, ge=0, description=(
+        "Jobs a key may have queued or running at once; past it, new jobs are refused (429). null: no limit."))
+
+
+class QuotaSettings(_Strict):
+    """Limits per API key, checked when a job is submitted. Batch API lines and jobs made without a key (auth off,
+    an OCR page's model calls) are never refused."""
+    default: Quota = Quota()
+    keys: dict[str, Quota] = Field(default_factory=dict, description=(
+        "API key id (the first 16 hex digits of the key's sha256) → its limits; a limit it names replaces the "
+        "default's (null: none), one it leaves out is the default's."))
+
+    def for_key(self, owner: str) -> Quota:
+        own = self.keys.get(owner)
+        if own is None:
+            return self.default
+        return self.default.model_copy(update={name: getattr(own, name) for name in own.model_fields_set})
 
 
 class WebhookSettings(_Strict):
@@ -276,7 +326,15 @@ class MetricsSettings(_Strict):
 
 
 class Settings(_Strict):
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description=(
+        "redis://, rediss:// (TLS) or sentinel://host1:26379,host2:26379/0?master=mymaster (a master chosen by "
+        "Redis Sentinel; docs/operations.md)."))
+    redis_wait_replicas: int = Field(0, ge=0, description=(
+        "Job creation waits (Redis WAIT) until this many replicas hold the new job before the API accepts it, "
+        "so a failover cannot lose an accepted job. 0: no wait (asynchronous replication)."))
+    redis_wait_timeout_ms: int = Field(1000, ge=1, le=20_000, description=(
+        "Longest that wait (below the clients' 30 s socket timeout); a job whose replicas did not answer in time "
+        "is accepted anyway, with a warning."))
     models_file: str = "configs/vllm_models.yaml"
     queues: QueueSettings = QueueSettings()
     limits: Limits = Limits()
@@ -289,13 +347,25 @@ class Settings(_Strict):
     webhooks: WebhookSettings = WebhookSettings()
     priorities: PrioritySettings = PrioritySettings()
     batches: BatchSettings = BatchSettings()
+    quotas: QuotaSettings = QuotaSettings()
     log_level: str = "WARNING"
     task_events: bool = Field(False, description="Celery task events from the start (Flower enables them anyway).")
     stream_timestamps: bool = Field(False, description="Bench/debug: LLM workers stamp each token chunk with "
                                                        "`emitted_at`, the time the engine produced it.")
     data_dir: str = Field(".maoocr", description="Where `maoocr up` keeps its demo model and private Redis.")
-    # Filled from models_file by load_settings(); not a key of maoocr.yaml.
+    # Filled from models_file by load_settings(); not keys of maoocr.yaml.
     models: ModelsFile | None = Field(None, exclude=True)
+    models_path: Path | None = Field(None, exclude=True)  # the models file read (maoocr.models_reload follows it)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _sentinel_url_well_formed(cls, url: str) -> str:
+        if is_sentinel_url(url):
+            try:
+                parse_sentinel_url(url)
+            except ConfigError as exc:
+                raise ValueError(exc.message.removeprefix("redis_url: ")) from None
+        return url
 
     def model(self, name: str) -> ModelConfig:
         assert self.models is not None
@@ -332,6 +402,7 @@ def load_settings(path: str | os.PathLike[str] | None = None, env: dict[str, str
     if not models_path.exists():
         raise ConfigError(f"{models_path}: models file not found (set models_file or MAOOCR_MODELS_FILE)")
     settings.models = read_models_file(models_path)
+    settings.models_path = models_path
     problems = settings.ocr.model_problems(settings.models, settings.default_model)
     if problems:  # a page must not discover a misnamed model: say so at start-up
         raise ConfigError(f"{config_path}: ocr.{problems[0][0]}: {problems[0][1]}")
@@ -389,5 +460,6 @@ def _validate(model: type[BaseModel], raw: dict[str, Any], path: Path, from_env:
         first = exc.errors()[0]
         key = ".".join(str(part) for part in first["loc"]) or "(top level)"
         where = f"environment {ENV_PREFIX}{key.upper().replace('.', '__')}" if key in from_env else str(path)
-        got = "" if key.startswith("auth") else f" (got {first.get('input')!r})"  # never echo API keys
+        # never echo API keys, nor a password in a Redis URL
+        got = "" if key.startswith("auth") or key == "redis_url" else f" (got {first.get('input')!r})"
         raise ConfigError(f"{where}: {key}: {first['msg']}{got}") from exc

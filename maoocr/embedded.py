@@ -22,6 +22,7 @@ from maoocr.config import Settings, load_settings
 from maoocr.engines.factory import build_demo_weights
 from maoocr.engines.memory import read_gpus
 from maoocr.engines.vllm_engine import ENGINE_STOP_GRACE_S
+from maoocr.store.client import probe_client
 from maoocr.up_record import UpRecord, remove_record, running_up, write_record
 
 
@@ -45,7 +46,7 @@ def redis_server_binary() -> str | None:
 
 def answers(url: str) -> bool:
     try:
-        return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
+        return bool(probe_client(url).ping())
     except redis.RedisError:
         return False
 

@@ -71,6 +71,17 @@ class UnprocessableDocument(MaoOCRError):
     http_status = 422
 
 
+class QuotaExceeded(MaoOCRError):
+    """An API key is over one of its quotas; `retry_after_s`: when asking again may succeed."""
+
+    code = "quota_exceeded"
+    http_status = 429
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 class ServiceUnavailable(MaoOCRError):
     code = "service_unavailable"
     http_status = 503

@@ -6,6 +6,7 @@ without touching the session stack.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -15,7 +16,7 @@ import redis
 import requests
 
 from bench.reliability import DoneCounter, KillOptions, Services, check_stream, mid_stream, run_kill_test
-from maoocr.store.keys import JOB_KEY
+from maoocr.store.keys import JOB_KEY, REPLAY_KEY
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 
@@ -130,4 +131,50 @@ def test_a_worker_frozen_past_its_heartbeat_writes_nothing_into_the_job_that_rep
             except ProcessLookupError:
                 pass
             frozen.popen.wait()
+        services.stop()
+
+
+def test_two_workers_of_one_model_share_its_queue_and_one_dies_mid_stream(tmp_path, own_redis, tiny_model):
+    """Scaling out: two LLM workers of the same model under their own names (as on two GPU hosts) take jobs from
+    one queue; `kill -9` of one mid-stream leaves every job done exactly once, its jobs on the other."""
+    services = Services(tmp_path, own_redis, str(tiny_model), {"redelivery_timeout_s": 6})
+    client = redis.Redis.from_url(own_redis, decode_responses=True)
+    counter = DoneCounter(client)
+    try:
+        # Three jobs at a time each: a batch of eight cannot all go to the worker that asks first.
+        services.start_named_workers(["gpu-host-a", "gpu-host-b"], ["--cpu", "--concurrency", "3"])
+        ids = [generate(services.base_url, 400, seed=i) if i % 2 else generate(services.base_url, 400,
+                                                                                temperature=1.0)
+               for i in range(8)]
+
+        def running_on() -> dict[str, str]:
+            workers = {j: client.hget(JOB_KEY.format(j), "worker") or "" for j in ids}
+            return {j: w.split(" ")[0] for j, w in workers.items() if w}
+
+        wait_for(lambda: set(running_on().values()) == {"gpu-host-a", "gpu-host-b"} and mid_stream(client, ids) >= 2,
+                 120, "the jobs never streamed on both workers")
+        on_a = [j for j, w in running_on().items() if w == "gpu-host-a"
+                and client.hget(JOB_KEY.format(j), "status") == "running"]
+        assert on_a, running_on()
+        streamed = {j for j in on_a if client.llen(REPLAY_KEY.format(j))}
+        services.kill_worker("gpu-host-a")
+
+        wait_for(lambda: all(job(services.base_url, j)["status"] in TERMINAL for j in ids), 300,
+                 "not every job ended after the kill")
+        time.sleep(2)  # a second terminal transition, if any, would show on the done channel now
+        records = {j: job(services.base_url, j) for j in ids}
+        assert [r["status"] for r in records.values()] == ["succeeded"] * len(ids), records
+        assert all(counter.counts[j] == 1 for j in ids), counter.counts  # each ended once
+        for record in records.values():
+            assert check_stream(client, record) == [], record["id"]
+        for job_id in on_a:  # the killed worker's jobs ran again, to the end, on the other worker
+            assert records[job_id]["attempts"] == 2, records[job_id]
+            assert client.hget(JOB_KEY.format(job_id), "worker").startswith("gpu-host-b ")
+        # Free-sampled ones that had streamed said so on their streams (a seeded one goes on where it stopped).
+        restarted = {j for j in on_a if any(json.loads(c)["event"] == "restart"
+                                            for c in client.lrange(REPLAY_KEY.format(j), 0, -1))}
+        assert {j for j in streamed if ids.index(j) % 2 == 0} <= restarted
+        assert not {j for j in restarted if ids.index(j) % 2 == 1}
+    finally:
+        counter.stop()
         services.stop()

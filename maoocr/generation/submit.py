@@ -11,6 +11,7 @@ from maoocr.protocol.generation import GenerationParams, GenerationResult, Gener
 from maoocr.protocol.jobs import JobRecord
 from maoocr.store.jobs import JobStore, new_job_id
 from maoocr.tasks import TaskMessage
+from maoocr.usage.quotas import enforce_quotas
 
 
 def submit_generation(settings: Settings, jobs: JobStore, params: GenerationParams, message: TaskMessage,
@@ -19,10 +20,12 @@ def submit_generation(settings: Settings, jobs: JobStore, params: GenerationPara
     """Queue `params` as a new job (`job_id`, or a fresh one). Its priority: the one `params` names, else the
     default of bulk work (`bulk`) or of the owner's interactive requests."""
     validate_params(params, settings)
+    if batch_id is None:  # a batch's lines were accepted with the batch
+        enforce_quotas(settings, jobs.redis, owner)
     job_id = job_id or new_job_id()
     priority = job_priority(settings.priorities, params.priority, owner, bulk)
     params = params.model_copy(update={"priority": priority})
-    queue = settings.queues.llm_queue(params.model)
+    queue = settings.queues.llm_queue(params.base_model)  # an adapter's jobs batch with its base model's
     payload = GenerationTask(job_id=job_id, params=params).model_dump(mode="json")
     return jobs.create("generation", model=params.model, owner=owner, job_id=job_id, priority=priority,
                        enqueue=(queue_list(queue, priority), message(payload, queue, priority)),

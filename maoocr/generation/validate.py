@@ -10,10 +10,14 @@ from maoocr.protocol.generation import GenerationParams
 
 def validate_params(params: GenerationParams, settings: Settings) -> None:
     assert settings.models is not None
-    if params.model not in settings.models.models:
+    if params.base_model not in settings.models.models:
         known = ", ".join(sorted(settings.models.models))
-        raise ModelNotFound(f"model {params.model!r} does not exist (available: {known})")
-    model = settings.model(params.model)
+        raise ModelNotFound(f"model {params.base_model!r} does not exist (available: {known})")
+    model = settings.model(params.base_model)
+    if params.adapter is not None and params.adapter not in model.lora_adapters:
+        served = ", ".join(sorted(model.lora_adapters)) or "none"
+        raise ModelNotFound(f"model {params.base_model!r} has no LoRA adapter {params.adapter!r} "
+                            f"(its adapters: {served})")
     if params.max_tokens >= model.max_model_len:
         raise ContextLengthExceeded(f"max_tokens {params.max_tokens} leaves no room for the prompt in model "
                                     f"{params.model!r}, whose context is {model.max_model_len} tokens")
@@ -36,7 +40,7 @@ def _check_images(params: GenerationParams, settings: Settings) -> None:
         return
     assert settings.models is not None
     vision = [name for name, cfg in settings.models.models.items() if cfg.model_type == "multimodal"]
-    check_image_count(len(urls), params.model, settings.model(params.model), vision)
+    check_image_count(len(urls), params.model, settings.model(params.base_model), vision)
     limits = image_limits(settings)
     for number, url in enumerate(urls, 1):
         load_image_url(url, limits, number)

@@ -29,6 +29,7 @@ from maoocr.store.jobs import JobStore, error_fields, new_job_id
 from maoocr.store.keys import DOC_KEY, PAGES_DONE_KEY, SPLIT_KEY
 from maoocr.store.streams import StreamStore
 from maoocr.tasks import TaskMessage
+from maoocr.usage.quotas import enforce_quotas
 
 if TYPE_CHECKING:  # page.py loads OpenCV, which the API process (it accepts uploads here) must not
     from maoocr.pipeline.page import PageSteps
@@ -64,6 +65,7 @@ class OCRJobs:
         """Validate the upload (format, size, pages, pixels: errors are 4xx), store it and queue the job's split
         task (built by `message`) at its priority (its page tasks inherit it); returns the job and its page
         count."""
+        enforce_quotas(self.settings, self.jobs.redis, owner)
         doc = load_document(data, self.settings.documents, options.page_range)
         job_id = new_job_id()
         # The upload first: the split task reads it. A Redis drop right after leaves only a blob that expires.

@@ -67,6 +67,16 @@ class GenerationParams(BaseModel):
             raise ValueError("json_schema: every integer in the schema must fit in 64 bits")
         return schema
 
+    @property
+    def base_model(self) -> str:
+        """The configured model that runs the request: `model` up to its ':' ('<model>:<LoRA adapter>')."""
+        return self.model.split(":", 1)[0]
+
+    @property
+    def adapter(self) -> str | None:
+        """The LoRA adapter `model` names after its ':', if any."""
+        return self.model.split(":", 1)[1] if ":" in self.model else None
+
     @model_validator(mode="after")
     def _one_input(self) -> "GenerationParams":
         if (self.prompt is None) == (self.messages is None):

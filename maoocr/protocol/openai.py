@@ -177,6 +177,7 @@ class ModelCard(BaseModel):
     max_model_len: int
     model_type: str
     workers: int = Field(0, description="Workers serving this model right now")
+    parent: str | None = Field(None, description="A LoRA adapter's base model (as vLLM's server lists adapters)")
 
 
 class ModelList(BaseModel):

@@ -1,4 +1,5 @@
-"""The one place Redis clients are made: pooled, from a URL (redis://, rediss:// with TLS, passwords in the URL)."""
+"""The one place Redis clients are made: pooled, from a URL (redis://, rediss:// with TLS, passwords in the URL, or
+sentinel:// for a Sentinel-managed master, `maoocr.store.sentinel`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import redis
 import redis.asyncio as aioredis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
+
+from maoocr.store.sentinel import async_sentinel_client, is_sentinel_url, parse_sentinel_url, sentinel_pool
 
 MAX_CONNECTIONS = 2048
 # A worker outlives a Redis outage of up to ~10 minutes inside one command (300 tries, 2 s apart at most)
@@ -33,18 +36,32 @@ def connect(url: str, decode: bool = True, patient: bool = False) -> redis.Redis
             # default pool raises "Too many connections" at 100, which 512 concurrent jobs reach).
             # socket_timeout: a Redis that hangs (not refuses) must not hang a request; no command here blocks
             # server-side (pub/sub reads pass their own, shorter timeouts).
-            pool = redis.BlockingConnectionPool.from_url(url, decode_responses=decode, health_check_interval=30,
-                                                         socket_connect_timeout=5, socket_timeout=30,
-                                                         socket_keepalive=True, retry=retry,
-                                                         retry_on_error=[redis.ConnectionError, redis.TimeoutError],
-                                                         max_connections=MAX_CONNECTIONS, timeout=30)
+            options = dict(decode_responses=decode, health_check_interval=30, socket_connect_timeout=5,
+                           socket_timeout=30, socket_keepalive=True, retry=retry,
+                           retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+                           max_connections=MAX_CONNECTIONS, timeout=30)
+            # A Sentinel pool asks the Sentinels for the master on every new connection; the retries above then
+            # carry a command across a failover as they carry it across an outage.
+            pool = (sentinel_pool(parse_sentinel_url(url), **options) if is_sentinel_url(url)
+                    else redis.BlockingConnectionPool.from_url(url, **options))
             _pools[(url, decode, patient)] = pool
     return redis.Redis(connection_pool=pool)
 
 
 def connect_async(url: str) -> aioredis.Redis:
     """An asyncio client; each event loop needs its own, so this is not cached."""
-    return aioredis.from_url(url, decode_responses=True, health_check_interval=30, socket_connect_timeout=5)
+    options = dict(decode_responses=True, health_check_interval=30, socket_connect_timeout=5)
+    if is_sentinel_url(url):
+        return async_sentinel_client(parse_sentinel_url(url), **options)
+    return aioredis.from_url(url, **options)
+
+
+def probe_client(url: str, timeout_s: float = 1.0) -> redis.Redis:
+    """A one-off client for a quick check (`maoocr up`: does this Redis answer?), never pooled or retried."""
+    if is_sentinel_url(url):
+        options = dict(socket_connect_timeout=timeout_s, socket_timeout=timeout_s, max_connections=1)
+        return redis.Redis(connection_pool=sentinel_pool(parse_sentinel_url(url), **options))
+    return redis.Redis.from_url(url, socket_connect_timeout=timeout_s)
 
 
 def subscribe_confirmed(pubsub: redis.client.PubSub, channel: str, timeout_s: float = 5.0) -> None:

@@ -8,10 +8,14 @@ one, which carries all of them.
 
 A pipeline whose reply is lost is sent again whole by redis-py, so every script sent through here must be safe to
 run twice (JobStore's are: each call carries an id, or the script checks before it writes).
+
+A call made `replicated` ends its round trip with Redis's WAIT for `wait_replicas` replicas (one WAIT covers every
+write before it on that connection, so a whole round trip of new jobs waits once).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any, Sequence
 
@@ -19,18 +23,22 @@ import redis
 from redis.commands.core import Script
 from redis.exceptions import NoScriptError
 
+log = logging.getLogger(__name__)
+
 
 class RoundTripLost(RuntimeError):
     """The round trip carrying this call ended without an answer for it (its sender was interrupted)."""
 
 
 class _Call:
-    __slots__ = ("script", "keys", "args", "done", "lead", "result", "error")
+    __slots__ = ("script", "keys", "args", "replicated", "done", "lead", "result", "error")
 
-    def __init__(self, script: Script | None, keys: Sequence[str], args: Sequence[Any]) -> None:
+    def __init__(self, script: Script | None, keys: Sequence[str], args: Sequence[Any],
+                 replicated: bool = False) -> None:
         self.script = script  # None: `args` is a plain command
         self.keys = keys
         self.args = args
+        self.replicated = replicated
         self.done = threading.Event()
         self.lead = False  # woken to send the next round trip rather than with an answer
         self.result: Any = None
@@ -50,15 +58,18 @@ class CombinedCalls:
     first of them (no thread of its own). Each call is still its own EVALSHA: atomic alone, not with the others.
     """
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, wait_replicas: int = 0, wait_timeout_ms: int = 1000) -> None:
         self.client = client
+        self.wait_replicas = wait_replicas
+        self.wait_timeout_ms = wait_timeout_ms
         self._lock = threading.Lock()
         self._waiting: list[_Call] = []
         self._in_flight = False
         self.round_trips = 0  # for tests and benchmarks: how many batches (pipelines or lone calls) were sent
 
-    def call(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        return self._submit(_Call(script, keys, args))
+    def call(self, script: Script, keys: Sequence[str], args: Sequence[Any], replicated: bool = False) -> Any:
+        """`replicated`: answered once `wait_replicas` replicas have the write (or the wait timed out)."""
+        return self._submit(_Call(script, keys, args, replicated and self.wait_replicas > 0))
 
     def command(self, *args: Any) -> Any:
         """A plain command (`command("HGETALL", key)`), answered as `client.execute_command` would answer it."""
@@ -107,7 +118,7 @@ class CombinedCalls:
 
     def _send(self, batch: list[_Call]) -> None:
         self.round_trips += 1
-        if len(batch) == 1:  # as a direct call: EVALSHA, loading the script only if Redis lacks it
+        if len(batch) == 1 and not batch[0].replicated:  # as a direct call: EVALSHA, loading the script if missing
             self._send_alone(batch[0])
             return
         try:
@@ -135,13 +146,23 @@ class CombinedCalls:
                     item.error = exc
 
     def _pipeline(self, batch: list[_Call]) -> list[Any]:
+        waits = [item for item in batch if item.replicated]
         with self.client.pipeline(transaction=False) as pipe:
             for item in batch:
                 if item.script is None:
                     pipe.execute_command(*item.args)
                 else:
                     pipe.evalsha(item.script.sha, len(item.keys), *item.keys, *item.args)
-            return pipe.execute(raise_on_error=False)
+            if waits:  # on the same connection as the writes: WAIT counts the replicas that have them
+                pipe.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
+            results = pipe.execute(raise_on_error=False)
+        if waits:
+            acked = results.pop()
+            if isinstance(acked, Exception) or acked < self.wait_replicas:
+                log.warning("keys=%s: %s of %d replica(s) acknowledged within %d ms; a failover now may lose them",
+                            ",".join(item.keys[0] for item in waits if item.keys), acked, self.wait_replicas,
+                            self.wait_timeout_ms)
+        return results
 
     def _send_alone(self, item: _Call) -> None:
         try:

@@ -19,6 +19,7 @@ from maoocr.store.job_events import JobDoneListener
 from maoocr.store.keys import (BATCHES_DUE_KEY, CANCEL_CHANNEL, JOB_KEY, JOB_STATS_KEY, WEBHOOKS_DUE_KEY, WORKER_KEY,
                                lua_key)
 from maoocr.store.streams import StreamStore
+from maoocr.store.usage import LUA as _USAGE
 
 TAKEN_OVER = "taken_over"  # a fenced transition's "status before": the job is another worker's now
 _ID_STARTS = str(len(JOB_KEY.format("")) + 1)  # where the id begins in a job's key (Lua strings count from 1)
@@ -36,11 +37,12 @@ end
 # sends it again after a lost reply (redis-py retries on connection errors) finds the record and changes nothing,
 # so neither a second message nor a reset of a record a worker already claimed can follow.
 # KEYS: the job, the queue's list. ARGV: ttl, stats field, message ('' for none), then field/value pairs.
-_CREATE = f"""
+_CREATE = _USAGE + f"""
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], unpack(ARGV, 4))
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
 redis.call('HINCRBY', '{JOB_STATS_KEY}', ARGV[2], 1)
+usage_job_created(string.sub(KEYS[1], {_ID_STARTS}))
 if ARGV[3] ~= '' then redis.call('LPUSH', KEYS[2], ARGV[3]) end
 return 1
 """
@@ -53,7 +55,7 @@ return 1
 # that call answers what the first did (a claim below does the same).
 # ARGV: allowed statuses (comma-separated), ttl, publish ('1' for terminal states), fence, call id, 'status', the
 # new status, then other field/value pairs.
-_TRANSITION = _COUNT + """
+_TRANSITION = _COUNT + _USAGE + """
 local found = redis.call('HMGET', KEYS[1], 'status', 'worker', 'move_call', 'move_before')
 local cur = found[1]
 if not cur then return {0, ''} end
@@ -68,6 +70,10 @@ redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
 if ARGV[7] ~= cur then count(cur, ARGV[7]) end
 if ARGV[3] == '1' then
   redis.call('PUBLISH', KEYS[1] .. ':done', ARGV[7])  -- DONE_CHANNEL
+  -- Usage is counted in the step that ends the job, so once: a resend is answered above, a job run again ends once.
+  if cur == 'queued' or cur == 'running' then
+    usage_job_ended(string.sub(KEYS[1], """ + _ID_STARTS + """), cur, ARGV[7])
+  end
   -- A job with a webhook is due for it in the same step that ends it: no end can be missed, none queued twice.
   if redis.call('HEXISTS', KEYS[1], 'webhook_url') == 1 then
     redis.call('ZADD', '""" + WEBHOOKS_DUE_KEY + """', 'NX', 0, string.sub(KEYS[1], """ + _ID_STARTS + """))
@@ -158,7 +164,9 @@ def decode_record(raw: dict[str, str]) -> JobRecord:
 class JobStore:
     """Reads and writes job records with a TTL. Synchronous; the worker's asyncio side has its own twin calls."""
 
-    def __init__(self, client: redis.Redis, ttl_s: int) -> None:
+    def __init__(self, client: redis.Redis, ttl_s: int, wait_replicas: int = 0, wait_timeout_ms: int = 1000) -> None:
+        """`wait_replicas`: a create returns once that many Redis replicas hold the record and its message (WAIT,
+        up to `wait_timeout_ms`), so a failover right after cannot lose a job its caller was told about."""
         self.redis = client
         self.ttl_s = ttl_s
         self._create = client.register_script(_CREATE)
@@ -167,7 +175,7 @@ class JobStore:
         self._release = client.register_script(_RELEASE)
         # A burst brings many creates (API threads), claims and outcomes (worker threads) at once: one round trip
         # carries all that arrive while the one before is in flight.
-        self._combined = CombinedCalls(client)
+        self._combined = CombinedCalls(client, wait_replicas, wait_timeout_ms)
         self._listener: JobDoneListener | None = None
 
     def create(self, kind: JobKind, *, model: str | None = None, owner: str | None = None,
@@ -184,7 +192,7 @@ class JobStore:
         args: list[str | int] = [self.ttl_s, f"{kind}:queued", message]
         for field_name, value in encode_fields(record.model_dump(exclude_none=True)).items():
             args += [field_name, value]
-        self._combined.call(self._create, [JOB_KEY.format(record.id), queue], args)
+        self._combined.call(self._create, [JOB_KEY.format(record.id), queue], args, replicated=True)
         return record
 
     def get(self, job_id: str, owner: str | None = None) -> JobRecord:

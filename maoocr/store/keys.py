@@ -36,6 +36,15 @@ Job streams (`maoocr.store.streams`), with the stream TTL (`ttls.stream_s`):
   maoocr:stream:<id>:replay     list    every chunk in seq order (late followers replay it first)
   maoocr:stream:<id>:batches    set     ids of the writes appended already (a resent write is not appended twice)
 
+Usage per API key (`maoocr.store.usage`), counted in the step that ends a job; owner `anonymous` when auth is off:
+  maoocr:usage:<day>:<owner>    hash    one UTC day (YYYY-MM-DD) of a key: "<model>:prompt_tokens",
+                                        "<model>:completion_tokens", "<model>:requests", "documents", "pages";
+                                        expires USAGE_TTL_S after the day's last count
+  maoocr:usage:owners:<day>     set     the owners with usage that day (same expiry)
+  maoocr:usage:totals           hash    "<owner>:<field>" → the same counters since the start, never expiring (/metrics)
+  maoocr:inflight:<owner>       zset    an API key's job ids queued or running, scored by creation time (added with
+                                        the record, removed in the step that ends it)
+
 Workers (`maoocr.store.heartbeats`):
   maoocr:worker:<name>          string  JSON: who it is, its instance token, what it serves; expires with the
                                         heartbeat TTL, so a claim held by a dead worker can be taken over
@@ -71,6 +80,12 @@ BATCHES_DUE_KEY = "maoocr:batches:due"
 STREAM_CHANNEL = "maoocr:stream:{}"
 REPLAY_KEY = "maoocr:stream:{}:replay"
 BATCHES_KEY = "maoocr:stream:{}:batches"
+
+USAGE_DAY_KEY = "maoocr:usage:{}:{}"  # day, owner
+USAGE_OWNERS_KEY = "maoocr:usage:owners:{}"  # day
+USAGE_TOTALS_KEY = "maoocr:usage:totals"
+IN_FLIGHT_KEY = "maoocr:inflight:{}"  # owner
+USAGE_TTL_S = 400 * 86_400
 
 WORKER_KEY = "maoocr:worker:{}"
 
