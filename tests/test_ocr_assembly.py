@@ -29,7 +29,7 @@ def test_a_process_that_never_parsed_the_upload_names_its_format(redis_url, redi
         return OCRJobs(settings, JobStore(client, 600), StreamStore(client, 600), redis.Redis.from_url(redis_url))
 
     # Named misleadingly on purpose: the format comes from the bytes.
-    record, pages = side().accept(data, OCROptions(), lambda payload, queue: json.dumps(payload))
+    record, pages = side().accept(data, OCROptions(), lambda payload, queue, priority: json.dumps(payload))
     assert pages == 1
     assembler = side()
     assembler.jobs.transition(record.id, ("queued",), "running")
