@@ -1,4 +1,5 @@
-"""Session fixtures that own real processes: a private redis-server, a tiny vLLM model, a worker and the API."""
+"""Fixtures that own real processes: for the session a private redis-server, a tiny vLLM model, a worker and the
+API; for a test, a Redis of its own (and a Celery broker on it)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from pathlib import Path
 import pytest
 import redis
 
-from devtools.processes import Stack, start_redis, start_stack
+from devtools.processes import Stack, service_env, start_redis, start_stack, write_config
 from maoocr.config import Settings, load_settings
 from maoocr.engines.demo_model import build_demo_model
+from workers.celery_app import create_celery_app
 
 
 @pytest.fixture(scope="session")
@@ -28,6 +30,21 @@ def own_redis(tmp_path) -> str:
     proc, url = start_redis(tmp_path / "redis")
     yield url
     proc.stop()
+
+
+@pytest.fixture
+def broker(own_redis, tmp_path, request):
+    """A Celery app on a Redis of this test's own, and a worker environment: (client, app, env, log folder). The
+    visibility timeout is 2 s unless a test asks for another (`@pytest.mark.parametrize("broker", [N],
+    indirect=True)`): a killed worker's jobs come back after 2 s."""
+    config = write_config(tmp_path / "configs", own_redis, "unused", log_level="INFO")
+    config.write_text(config.read_text() + f"worker:\n  redelivery_timeout_s: {getattr(request, 'param', 2)}\n")
+    env = service_env(config, tmp_path / "tmp")
+    app = create_celery_app(load_settings(config, env={}))
+    try:
+        yield redis.Redis.from_url(own_redis), app, env, tmp_path / "logs"
+    finally:
+        app.close()
 
 
 @pytest.fixture

@@ -13,28 +13,10 @@ import redis
 
 from bench.holding_worker import QUEUE, RELEASE, STARTED
 from bench.intake import send
-from devtools.processes import service_env, start_module, start_redis, wait_until, write_config
-from maoocr.config import load_settings
+from devtools.processes import start_module, wait_until
 from workers.batched_intake import POP_AND_RECORD
-from workers.celery_app import create_celery_app
 
 JOBS = 48
-
-
-@pytest.fixture(params=[2])
-def broker(tmp_path, request):
-    """Redis, a Celery app and a worker environment. The visibility timeout is 2 s unless a test asks for another
-    (`@pytest.mark.parametrize("broker", [N], indirect=True)`): a killed worker's jobs come back after 2 s."""
-    redis_proc, url = start_redis(tmp_path / "redis")
-    config = write_config(tmp_path / "configs", url, "unused", log_level="INFO")
-    config.write_text(config.read_text() + f"worker:\n  redelivery_timeout_s: {request.param}\n")
-    env = service_env(config, tmp_path / "tmp")
-    app = create_celery_app(load_settings(config, env={}))
-    try:
-        yield redis.Redis.from_url(url), app, env, tmp_path / "logs"
-    finally:
-        app.close()
-        redis_proc.stop()
 
 
 def command_calls(client: redis.Redis, command: str) -> int:

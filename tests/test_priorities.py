@@ -12,14 +12,12 @@ from kombu.transport import redis as kombu_redis
 from bench.holding_worker import QUEUE, RELEASE, STARTED
 from bench.intake import send
 from devtools import docgen
-from devtools.processes import private_stack, service_env, start_module, start_redis, wait_for_job, wait_until, \
-    write_config
+from devtools.processes import private_stack, start_module, wait_for_job, wait_until
 from api.app import create_app
 from maoocr.auth import digest, owner_id
-from maoocr.config import AuthSettings, PrioritySettings, load_settings
+from maoocr.config import AuthSettings, PrioritySettings
 from maoocr.priorities import PRIORITY_STEPS, job_priority, queue_list, reserved_slots
 from maoocr.store.keys import JOB_KEY
-from workers.celery_app import create_celery_app
 
 INTERACTIVE, BULK = 3, 6
 
@@ -47,19 +45,6 @@ def test_a_jobs_priority_is_its_own_else_its_keys_else_the_servers():
     assert job_priority(settings, "bulk", "k1") == 7 and job_priority(settings, "interactive", "k1", bulk=True) == 1
     assert [reserved_slots(n, 0.0625) for n in (1, 2, 16, 64, 512)] == [0, 1, 1, 4, 32]
     assert reserved_slots(64, 0) == 0
-
-
-@pytest.fixture
-def broker(tmp_path):
-    redis_proc, url = start_redis(tmp_path / "redis")
-    config = write_config(tmp_path / "configs", url, "unused")
-    env = service_env(config, tmp_path / "tmp")
-    app = create_celery_app(load_settings(config, env={}))
-    try:
-        yield redis.Redis.from_url(url), app, env, tmp_path / "logs"
-    finally:
-        app.close()
-        redis_proc.stop()
 
 
 def started(client: redis.Redis) -> list[int]:

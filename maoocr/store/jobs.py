@@ -70,17 +70,18 @@ redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
 if ARGV[7] ~= cur then count(cur, ARGV[7]) end
 if ARGV[3] == '1' then
   redis.call('PUBLISH', KEYS[1] .. ':done', ARGV[7])  -- DONE_CHANNEL
+  local job_id = string.sub(KEYS[1], """ + _ID_STARTS + """)
   -- Usage is counted in the step that ends the job, so once: a resend is answered above, a job run again ends once.
   if cur == 'queued' or cur == 'running' then
-    usage_job_ended(string.sub(KEYS[1], """ + _ID_STARTS + """), cur, ARGV[7])
+    usage_job_ended(job_id, cur, ARGV[7])
   end
   -- A job with a webhook is due for it in the same step that ends it: no end can be missed, none queued twice.
   if redis.call('HEXISTS', KEYS[1], 'webhook_url') == 1 then
-    redis.call('ZADD', '""" + WEBHOOKS_DUE_KEY + """', 'NX', 0, string.sub(KEYS[1], """ + _ID_STARTS + """))
+    redis.call('ZADD', '""" + WEBHOOKS_DUE_KEY + """', 'NX', 0, job_id)
   end
   -- A batch line's answer is due to its batch in the same way.
   if redis.call('HEXISTS', KEYS[1], 'batch_id') == 1 then
-    redis.call('ZADD', '""" + BATCHES_DUE_KEY + """', 'NX', 0, string.sub(KEYS[1], """ + _ID_STARTS + """))
+    redis.call('ZADD', '""" + BATCHES_DUE_KEY + """', 'NX', 0, job_id)
   end
 end
 return {1, cur}

@@ -48,22 +48,19 @@ class SentinelTarget:
 
     def redis_options(self) -> dict[str, Any]:
         """Connection options for the master (redis-py keywords)."""
-        options: dict[str, Any] = {"db": self.db}
-        if self.username is not None:
-            options["username"] = self.username
-        if self.password is not None:
-            options["password"] = self.password
-        if self.tls is not None:
-            options.update(ssl=True, **self.tls)
-        return options
+        return {"db": self.db, **self._login(self.username, self.password)}
 
     def sentinel_options(self) -> dict[str, Any]:
         """Connection options for the Sentinels themselves."""
-        options: dict[str, Any] = dict(_SENTINEL_SOCKETS)
-        if self.sentinel_username is not None:
-            options["username"] = self.sentinel_username
-        if self.sentinel_password is not None:
-            options["password"] = self.sentinel_password
+        return {**_SENTINEL_SOCKETS, **self._login(self.sentinel_username, self.sentinel_password)}
+
+    def _login(self, username: str | None, password: str | None) -> dict[str, Any]:
+        """The credentials given, and TLS when the URL asks for it (to the Sentinels and the master alike)."""
+        options: dict[str, Any] = {}
+        if username is not None:
+            options["username"] = username
+        if password is not None:
+            options["password"] = password
         if self.tls is not None:
             options.update(ssl=True, **self.tls)
         return options
